@@ -1,0 +1,325 @@
+"""Class-imbalance losses: LDAM with deferred re-weighting (DRW), after Cao et al., NeurIPS 2019.
+
+LDAM gives rarer classes a larger margin, m_j proportional to n_j^(-1/4); DRW trains unweighted first and
+switches to class-balanced weights late in training, once the features are learnt.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from ignite.engine import Engine, Events
+from torch import nn
+
+from .networks import NormedLinear
+
+__all__ = [
+    "DRW_RULES",
+    "CrossEntropyOnLabels",
+    "DeferredReweighting",
+    "LDAMLoss",
+    "NormedLinear",
+    "class_counts_from_datalist",
+    "drw_class_weights",
+    "ldam_margins",
+]
+
+DRW_RULES = ("sqrt_inverse", "effective_number")
+"""Allowed values of ``rule`` in :func:`drw_class_weights` and :class:`DeferredReweighting`."""
+
+
+def _validated_counts(class_counts: Sequence[int] | torch.Tensor) -> list[int]:
+    counts = [
+        int(c) for c in (class_counts.tolist() if isinstance(class_counts, torch.Tensor) else class_counts)
+    ]
+    if len(counts) < 2:
+        raise ValueError(f"class_counts needs at least 2 classes, got {counts}")
+    bad = [j for j, c in enumerate(counts) if c <= 0]
+    if bad:
+        raise ValueError(
+            f"class_counts must be positive; class(es) {bad} have counts {[counts[j] for j in bad]}"
+        )
+    return counts
+
+
+def ldam_margins(class_counts: Sequence[int], max_m: float = 0.5) -> torch.Tensor:
+    """Per-class LDAM margins m_j = c * n_j^(-1/4), with c chosen so the rarest class gets ``max_m``.
+
+    Args:
+        class_counts: training samples per class.
+        max_m: largest margin (>= 0); 0 turns LDAM into plain scaled cross-entropy.
+
+    Returns:
+        float32 tensor of shape (num_classes,).
+    """
+    counts = _validated_counts(class_counts)
+    if not max_m >= 0:
+        raise ValueError(f"max_m must be >= 0, got {max_m}")
+    raw = [c**-0.25 for c in counts]
+    return torch.tensor([max_m * r / max(raw) for r in raw], dtype=torch.float32)
+
+
+def drw_class_weights(
+    class_counts: Sequence[int], rule: str = "sqrt_inverse", beta: float = 0.9999
+) -> torch.Tensor:
+    """Class weights used once deferred re-weighting starts.
+
+    Rules:
+        - ``"sqrt_inverse"`` (default): w_j = sqrt(n_max / n_j), unnormalised, so the majority class keeps
+          weight 1 and a class 4x rarer gets weight 2. Milder than inverse frequency.
+        - ``"effective_number"`` (Cui et al., CVPR 2019, as used by the LDAM-DRW paper):
+          w_j = (1 - beta) / (1 - beta^n_j), normalised to sum to the number of classes.
+
+    Args:
+        class_counts: training samples per class.
+        rule: one of :data:`DRW_RULES`.
+        beta: effective-number hyper-parameter in [0, 1); ignored by ``"sqrt_inverse"``.
+
+    Returns:
+        float32 tensor of shape (num_classes,).
+    """
+    counts = _validated_counts(class_counts)
+    if rule == "sqrt_inverse":
+        n_max = max(counts)
+        weights = [math.sqrt(n_max / c) for c in counts]
+    elif rule == "effective_number":
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        raw = [(1.0 - beta) / (1.0 - beta**c) for c in counts]
+        weights = [len(counts) * r / sum(raw) for r in raw]
+    else:
+        raise ValueError(f"unknown DRW rule {rule!r}; allowed: {', '.join(repr(r) for r in DRW_RULES)}")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _target_indices(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices (B,) from (B,) or (B, 1) labels, or from one-hot / probability targets (B, C) by argmax."""
+    if target.dim() == 2 and target.shape[1] == num_classes and num_classes > 1:
+        return target.argmax(dim=1)
+    if target.dim() == 2 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.dim() != 1:
+        raise ValueError(
+            f"target must be (B,), (B, 1) or (B, {num_classes}); got shape {tuple(target.shape)}"
+        )
+    if target.is_floating_point() and not torch.equal(target, target.round()):
+        raise ValueError("floating-point class labels must be whole numbers")
+    return target.long()
+
+
+def _as_weight_tensor(weights: Sequence[float] | torch.Tensor, num_classes: int) -> torch.Tensor:
+    tensor = torch.as_tensor(weights, dtype=torch.float32).detach().clone().flatten()
+    if tensor.numel() != num_classes:
+        raise ValueError(f"expected {num_classes} class weights, got {tensor.numel()}")
+    if not bool(torch.isfinite(tensor).all()) or bool((tensor < 0).any()):
+        raise ValueError(f"class weights must be finite and non-negative, got {tensor.tolist()}")
+    return tensor
+
+
+class LDAMLoss(nn.Module):
+    """Label-distribution-aware margin loss: cross-entropy of ``s * (logits - m_y * onehot(y))``.
+
+    The margin m_y of the true class is subtracted from the target logit only; rarer classes get larger
+    margins (see :func:`ldam_margins`). With ``max_m=0`` and no weight this equals
+    ``F.cross_entropy(s * logits, y)``. The paper assumes a normalised (cosine) last layer, whose logits lie
+    in [-1, 1], so that ``s`` (~30) and margins (~0.5) are on a meaningful scale: use
+    ``MedicalNetResNet50(normed_head=True)``. With an ordinary linear head the loss still works, but ``s``
+    multiplies unbounded logits and should be much smaller (e.g. 1).
+
+    Computed in float32 even under autocast (logits are cast up, autocast is disabled inside ``forward``).
+
+    Targets: class indices (B,) or (B, 1) (integer, or floating with whole values, as MONAI loaders may
+    give), or one-hot / probability targets (B, C), reduced to their argmax (no label smoothing).
+
+    Args:
+        class_counts: training samples per class (from the training fold only).
+        max_m: margin of the rarest class, >= 0.
+        s: logit scale, > 0.
+        weight: per-class cross-entropy weights, or ``None``; can be changed later with
+            :meth:`set_class_weights` (used by :class:`DeferredReweighting`).
+        reduction: ``"mean"`` (weighted mean, as ``F.cross_entropy``), ``"sum"`` or ``"none"``.
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        class_counts: Sequence[int],
+        max_m: float = 0.5,
+        s: float = 30.0,
+        weight: Sequence[float] | torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if not s > 0:
+            raise ValueError(f"s must be > 0, got {s}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"unknown reduction {reduction!r}; allowed: 'mean', 'sum', 'none'")
+        margins = ldam_margins(class_counts, max_m)
+        self.num_classes = len(margins)
+        self.max_m = float(max_m)
+        self.s = float(s)
+        self.reduction = reduction
+        # Derived from the arguments, hence not persistent: the loss has an empty state dict.
+        self.register_buffer("margins", margins, persistent=False)
+        self.register_buffer("weight", None, persistent=False)
+        self.set_class_weights(weight)
+
+    def set_class_weights(self, weights: Sequence[float] | torch.Tensor | None) -> None:
+        """Set (or with ``None`` clear) the per-class cross-entropy weights.
+
+        Args:
+            weights: ``num_classes`` non-negative finite values, or ``None`` for an unweighted loss.
+        """
+        device = self.margins.device
+        self.weight = None if weights is None else _as_weight_tensor(weights, self.num_classes).to(device)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args:
+        logits: (B, C) raw scores (cosines for a normalised head).
+        target: (B,), (B, 1) class indices or (B, C) one-hot.
+        """
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits must be (B, {self.num_classes}), got shape {tuple(logits.shape)}")
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.float()
+            labels = _target_indices(target, self.num_classes).to(logits.device)
+            onehot = F.one_hot(labels, self.num_classes).to(logits.dtype)
+            adjusted = logits - onehot * self.margins.to(logits.device)
+            weight = None if self.weight is None else self.weight.to(logits.device)
+            return F.cross_entropy(self.s * adjusted, labels, weight=weight, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"margins={self.margins.tolist()}, s={self.s}, reduction={self.reduction!r}"
+
+
+class DeferredReweighting:
+    """Ignite handler for DRW: no class weights before ``start_epoch``, DRW weights from it on.
+
+    At every ``Events.EPOCH_STARTED`` it calls ``loss.set_class_weights(None)`` if
+    ``engine.state.epoch < start_epoch``, else ``loss.set_class_weights(drw_class_weights(...))``. Ignite
+    epochs are 1-based, so weights are active from epoch ``start_epoch`` inclusive (``start_epoch=1``:
+    always weighted). The decision depends only on ``engine.state.epoch``, so the handler is stateless and
+    resuming from a checkpoint restores the right weights at the next epoch start. Note that if the same
+    loss object also computes validation losses, those are weighted too from ``start_epoch``.
+
+    Args:
+        loss: object with ``set_class_weights(weights | None)``, e.g. :class:`LDAMLoss`.
+        class_counts: training samples per class (training fold only).
+        start_epoch: first (1-based) epoch trained with weights, >= 1.
+        rule: weight rule, see :func:`drw_class_weights`.
+        beta: parameter of the ``"effective_number"`` rule.
+    """
+
+    def __init__(
+        self,
+        loss: Any,
+        class_counts: Sequence[int],
+        start_epoch: int = 15,
+        rule: str = "sqrt_inverse",
+        beta: float = 0.9999,
+    ) -> None:
+        if not callable(getattr(loss, "set_class_weights", None)):
+            raise TypeError(f"loss must have a set_class_weights method, got {type(loss).__name__}")
+        if isinstance(start_epoch, bool) or int(start_epoch) != start_epoch or start_epoch < 1:
+            raise ValueError(
+                f"start_epoch must be an integer >= 1 (ignite epochs are 1-based), got {start_epoch}"
+            )
+        self.loss = loss
+        self.start_epoch = int(start_epoch)
+        self.rule = rule
+        self.beta = float(beta)
+        self.weights = drw_class_weights(class_counts, rule=rule, beta=beta)
+
+    def weights_for_epoch(self, epoch: int) -> torch.Tensor | None:
+        """The class weights in force during the given 1-based epoch (``None`` = unweighted)."""
+        return None if epoch < self.start_epoch else self.weights.clone()
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ``Events.EPOCH_STARTED`` of the trainer (as MONAI workflows call for ``train_handlers``)."""
+        if not engine.has_event_handler(self, Events.EPOCH_STARTED):
+            engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.loss.set_class_weights(self.weights_for_epoch(engine.state.epoch))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Configuration only, for ``CheckpointSaver``; nothing needs restoring (the handler is stateless)."""
+        return {"start_epoch": self.start_epoch, "rule": self.rule, "beta": self.beta}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Accept and ignore a saved configuration: the bundle config stays authoritative."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"expected a mapping, got {type(state_dict).__name__}")
+
+
+def _label_as_int(value: Any, index: int, label_key: str) -> int:
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ValueError(f"datalist item {index}: {label_key!r} must be one class index, got {value!r}")
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value):
+        raise ValueError(
+            f"datalist item {index}: {label_key!r} must be an integer class index, got {value!r}"
+        )
+    return int(value)
+
+
+def class_counts_from_datalist(
+    datalist: Sequence[Mapping[str, Any]], num_classes: int = 2, label_key: str = "label"
+) -> list[int]:
+    """Samples per class in a (training-fold) datalist, for :class:`LDAMLoss` / :class:`DeferredReweighting`.
+
+    Args:
+        datalist: items like ``{"image": [...], "label": 1}``; labels may be ints, whole floats, or
+            one-element lists/arrays/tensors.
+        num_classes: expected number of classes.
+        label_key: key of the class index in each item.
+
+    Raises:
+        ValueError: a label is missing, not an integer or out of range, or a class has no samples.
+    """
+    counts = [0] * num_classes
+    for index, item in enumerate(datalist):
+        if label_key not in item:
+            raise ValueError(f"datalist item {index} has no {label_key!r} key")
+        label = _label_as_int(item[label_key], index, label_key)
+        if not 0 <= label < num_classes:
+            raise ValueError(f"datalist item {index}: label {label} outside [0, {num_classes})")
+        counts[label] += 1
+    empty = [j for j, c in enumerate(counts) if c == 0]
+    if empty:
+        raise ValueError(
+            f"class(es) {empty} have 0 samples in the datalist ({len(datalist)} items): {counts}"
+        )
+    return counts
+
+
+class CrossEntropyOnLabels(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` accepting MONAI-style labels: (B, 1) is squeezed to (B,), floats cast to long.
+
+    (B, C) floating targets are passed through unchanged (class probabilities, as ``nn.CrossEntropyLoss``).
+
+    Args:
+        weight: optional per-class weights as a list (JSON-friendly) or tensor.
+        kwargs: other ``nn.CrossEntropyLoss`` arguments (``reduction``, ``label_smoothing``, ...).
+    """
+
+    def __init__(self, weight: Sequence[float] | torch.Tensor | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32), **kwargs
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.dim() == input.dim() and target.shape[1] == 1 and input.shape[1] != 1:
+            target = target[:, 0]
+        if target.dim() == input.dim() - 1 and target.is_floating_point():
+            target = target.long()
+        return super().forward(input, target)

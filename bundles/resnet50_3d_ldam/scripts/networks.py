@@ -1,0 +1,179 @@
+"""3D ResNet50 classifier with MedicalNet's backbone layout, built on ``monai.networks.nets.ResNet``.
+
+The backbone's parameter names are exactly MedicalNet's (``conv1.weight``, ``layer1.0.downsample.0.weight``,
+...), so MedicalNet's pretrained weights load key-for-key; only the head (``fc.*``) is new.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import ResNet
+from monai.networks.nets.resnet import ResNetBottleneck
+from torch import nn
+
+from .medicalnet import load_medicalnet_weights
+
+__all__ = ["LAYOUTS", "MedicalNetResNet50", "NormedLinear"]
+
+LAYOUTS = ("medicalnet", "strided")
+"""Allowed values of ``MedicalNetResNet50(layout=...)``."""
+
+# MedicalNet's resnet.py keeps layer3/layer4 at layer2's resolution and dilates their 3x3x3 convs instead.
+_MEDICALNET_DILATION = {"layer3": 2, "layer4": 4}
+_FEATURES = 2048  # 512 planes x bottleneck expansion 4
+
+
+class NormedLinear(nn.Module):
+    """Cosine-similarity last layer, as in the LDAM paper (Cao et al., NeurIPS 2019).
+
+    Both the input feature vector and each class's weight vector are L2-normalised, so every output is a
+    cosine in [-1, 1]. LDAM's margins and scale ``s`` are defined for such bounded logits.
+
+    Args:
+        in_features: size of the input feature vector.
+        out_features: number of classes.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+        self.in_features = in_features
+        self.out_features = out_features
+        # (out, in) like nn.Linear, so a row is one class vector; the paper stores the transpose.
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.xavier_normal_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class MedicalNetResNet50(ResNet):
+    """ResNet50 (bottleneck, [3, 4, 6, 3]) in MedicalNet's layout with a dropout + linear classification head.
+
+    Backbone as MedicalNet: 7^3 stride-2 first conv, 3^3 stride-2 max-pool, shortcut type B, no bias in the
+    downsample convs. Head: ``fc = Sequential(Dropout(dropout), Linear(2048, num_classes))`` (or a
+    :class:`NormedLinear` when ``normed_head``), after global average pooling. ``forward`` returns logits.
+
+    Layouts:
+        - ``"medicalnet"``: MedicalNet's exact architecture. layer3 and layer4 keep stride 1 and use dilation
+          2 and 4 in their 3x3x3 convs, so the final map is 1/8 of the input (2048 x 16^3 at 128^3). Needed
+          for the pretrained weights to see the receptive fields they were trained with; ~4x costlier.
+        - ``"strided"``: MONAI's default strides (layer3, layer4 stride 2; final map 1/32 of the input,
+          2048 x 4^3 at 128^3). Same parameter names and shapes, much cheaper.
+
+    Init: Kaiming normal (fan_out, relu) for every Conv3d, BatchNorm weight 1 / bias 0, Xavier normal for the
+    head's weight and a zero head bias.
+
+    Pretrained weights: pass ``pretrained_path`` (a local MedicalNet ``.pth``; ``None`` or ``""`` means
+    none) to load the backbone in ``__init__`` through
+    :func:`~.medicalnet.load_medicalnet_weights`, so a bundle config needs only this one ``_target_``.
+    A 1-channel checkpoint is adapted to ``in_channels``; nothing is ever downloaded.
+
+    Args:
+        in_channels: number of input channels (MRI modalities), e.g. 4 for T1, T1ce, T2, FLAIR.
+        num_classes: number of output logits.
+        dropout: dropout probability before the last layer.
+        layout: ``"medicalnet"`` or ``"strided"`` (see above).
+        normed_head: use a cosine :class:`NormedLinear` last layer (for LDAM) instead of ``nn.Linear``.
+        pretrained_path: local MedicalNet checkpoint to load into the backbone, or ``None``/``""``.
+        strict_backbone: passed to the loader; require every backbone key to be in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        num_classes: int = 2,
+        dropout: float = 0.4,
+        layout: str = "medicalnet",
+        normed_head: bool = False,
+        pretrained_path: str | None = None,
+        strict_backbone: bool = True,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; allowed: {', '.join(repr(x) for x in LAYOUTS)}")
+        if int(in_channels) < 1 or int(num_classes) < 1:
+            raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        super().__init__(
+            block="bottleneck",
+            layers=[3, 4, 6, 3],
+            block_inplanes=[64, 128, 256, 512],
+            spatial_dims=3,
+            n_input_channels=int(in_channels),
+            conv1_t_size=7,
+            conv1_t_stride=2,  # MONAI's default is 1; MedicalNet uses 2
+            no_max_pool=False,
+            shortcut_type="B",
+            num_classes=int(num_classes),
+            bias_downsample=False,
+        )
+        self.layout = layout
+        if layout == "medicalnet":
+            for name, dilation in _MEDICALNET_DILATION.items():
+                _dilate_layer(getattr(self, name), dilation)
+        last: nn.Module = (
+            NormedLinear(_FEATURES, int(num_classes))
+            if normed_head
+            else nn.Linear(_FEATURES, int(num_classes))
+        )
+        if isinstance(last, nn.Linear):
+            nn.init.xavier_normal_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.fc = nn.Sequential(nn.Dropout(float(dropout)), last)
+        if pretrained_path:
+            load_medicalnet_weights(self, pretrained_path, strict_backbone=strict_backbone)
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Intermediate maps ``stem`` (after conv1/bn/relu), ``layer1`` ... ``layer4``; for inspection/CAMs."""
+        x = self.act(self.bn1(self.conv1(x)))
+        maps = {"stem": x}
+        if not self.no_max_pool:
+            x = self.maxpool(x)
+        x = self.layer1(x)
+        maps["layer1"] = x
+        x = self.layer2(x)
+        maps["layer2"] = x
+        x = self.layer3(x)
+        maps["layer3"] = x
+        x = self.layer4(x)
+        maps["layer4"] = x
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.feature_maps(x)["layer4"]
+        return self.fc(torch.flatten(self.avgpool(features), 1))
+
+
+def _dilate_layer(layer: nn.Module, dilation: int) -> None:
+    """Turn a strided MONAI bottleneck stage into MedicalNet's dilated one (stride 1, dilated 3x3x3 convs).
+
+    MONAI's ``ResNetBottleneck`` has no dilation argument; its only strided convs are ``conv2`` (3x3x3,
+    padding 1) and the first block's 1x1x1 ``downsample[0]``, so these are patched in place. Weight shapes are
+    unchanged, hence MedicalNet's weights still fit.
+    """
+    if not isinstance(layer, nn.Sequential):
+        raise TypeError(f"expected an nn.Sequential of bottleneck blocks, got {type(layer).__name__}")
+    for block in layer:
+        if not isinstance(block, ResNetBottleneck) or not isinstance(block.conv2, nn.Conv3d):
+            raise TypeError(
+                f"expected MONAI ResNetBottleneck blocks with Conv3d conv2, got {type(block).__name__}"
+            )
+        if tuple(block.conv2.kernel_size) != (3, 3, 3):
+            raise TypeError(f"expected a 3x3x3 conv2, got kernel {block.conv2.kernel_size}")
+        block.conv2.stride = (1, 1, 1)
+        block.conv2.dilation = (dilation,) * 3
+        block.conv2.padding = (dilation,) * 3  # keeps the spatial size for a 3-wide dilated kernel
+        block.stride = 1
+        if block.downsample is not None:
+            conv = block.downsample[0]
+            if not isinstance(conv, nn.Conv3d) or math.prod(conv.kernel_size) != 1:
+                raise TypeError("expected a shortcut-B downsample starting with a 1x1x1 Conv3d")
+            conv.stride = (1, 1, 1)

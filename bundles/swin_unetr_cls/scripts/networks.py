@@ -1,0 +1,308 @@
+"""Swin UNETR encoder classifier for HGG vs LGG grading.
+
+Only the Swin transformer encoder of :class:`monai.networks.nets.SwinUNETR` is built (no UNETR decoder, so
+no memory or parameters are spent on it). It is stored under the attribute ``swinViT`` so its state-dict keys
+(``swinViT.patch_embed...``, ``swinViT.layers1.0...``) are the same as in a full SwinUNETR and in MONAI's
+published self-supervised weights, which :mod:`.ssl_weights` can load.
+
+Parameter names: every encoder parameter starts with ``swinViT.``; the classifier part is ``pools.*``
+(only with attention pooling) and ``head.*``. Two optimiser groups with different learning rates can be built
+in a bundle config with::
+
+    "optimizer": {
+        "_target_": "torch.optim.AdamW",
+        "params": "$monai.optimizers.generate_param_groups(network=@network, layer_matches=[lambda x: x.swinViT], match_types=['select'], lr_values=[5e-5])",
+        "lr": 1e-4
+    }
+
+(first group: encoder at 5e-5, second group: everything else at the optimiser's default ``lr``), or equivalently
+with ``"params": "$@network.param_groups(encoder_lr=5e-5, head_lr=1e-4)"``.
+
+TorchScript *scripting* fails on the Swin encoder (torch.utils.checkpoint, einops, dynamic Python code);
+export with ``torch.jit.trace`` at a fixed input shape instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from monai.networks.nets.swin_unetr import MERGING_MODE, SwinTransformer
+from monai.utils import ensure_tuple_rep
+from torch import nn
+
+from .ssl_weights import load_ssl_weights
+
+__all__ = [
+    "ENCODER_PREFIX",
+    "AttentionPool3d",
+    "GlobalAvgPool3d",
+    "SwinEncoderClassifier",
+    "build_head",
+    "build_pool",
+]
+
+#: state-dict prefix of every encoder parameter (matches ``SwinUNETR.swinViT``).
+ENCODER_PREFIX = "swinViT."
+POOLING_TYPES = ("avg", "attention")
+HEAD_TYPES = ("linear", "mlp")
+#: indices into the encoder's five hidden states used by the classifier. The single-scale model uses only the
+#: deepest stage (16 * feature_size channels, 1/32 resolution); ``multiscale=True`` fuses the last three
+#: stages (4x, 8x and 16x feature_size channels at 1/8, 1/16 and 1/32 resolution), i.e. 28 * feature_size.
+SINGLE_SCALE_STAGES = (4,)
+MULTISCALE_STAGES = (2, 3, 4)
+NUM_STAGES = 4
+
+
+class GlobalAvgPool3d(nn.Module):
+    """Mean over all voxels: (B, C, D, H, W) -> (B, C). Parameter-free, so it adds nothing to the head group."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4))
+
+
+class AttentionPool3d(nn.Module):
+    """Learned attention pooling: (B, C, D, H, W) -> (B, C).
+
+    A 1x1x1 convolution scores every voxel, a softmax over all voxels turns the scores into weights and the
+    output is the weighted sum of the voxel features. Unlike averaging, the network can concentrate on the
+    tumour region, which is usually a small part of the volume.
+
+    Args:
+        channels: number of input feature channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.score = nn.Conv3d(channels, 1, kernel_size=1)
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-voxel weights (B, 1, D*H*W) summing to one over the voxels; useful for inspection."""
+        return torch.softmax(self.score(x).flatten(2), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.attention_weights(x)  # (B, 1, N)
+        return torch.bmm(x.flatten(2), weights.transpose(1, 2)).squeeze(-1)  # (B, C, N) @ (B, N, 1)
+
+
+def build_pool(kind: str, channels: int) -> nn.Module:
+    """Create a global pooling module.
+
+    Args:
+        kind: ``"avg"`` (mean over voxels) or ``"attention"`` (:class:`AttentionPool3d`).
+        channels: number of feature channels entering the pooling.
+    """
+    if kind == "avg":
+        return GlobalAvgPool3d()
+    if kind == "attention":
+        return AttentionPool3d(channels)
+    raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {kind!r}.")
+
+
+def build_head(
+    kind: str, in_features: int, num_classes: int, dropout: float, hidden: int = 256
+) -> nn.Sequential:
+    """Create the classification head that maps pooled features to logits.
+
+    Args:
+        kind: ``"linear"`` (Dropout + Linear) or ``"mlp"`` (Linear(hidden) + ReLU + Dropout + Linear).
+        in_features: size of the pooled feature vector.
+        num_classes: number of output logits.
+        dropout: dropout probability inside the head.
+        hidden: width of the hidden layer of the ``"mlp"`` head.
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"head_dropout must be in [0, 1), got {dropout}.")
+    if kind == "linear":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+    raise ValueError(f"head must be one of {HEAD_TYPES}, got {kind!r}.")
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}.")
+
+
+class SwinEncoderClassifier(nn.Module):
+    """Swin UNETR encoder (``swinViT``) + global pooling + classification head; returns logits (B, num_classes).
+
+    Input: (B, in_channels, D, H, W) with every spatial size divisible by ``patch_size * 2**4`` (32 for the
+    default patch size 2), because the encoder halves the resolution four times after the patch embedding.
+
+    Args:
+        in_channels: number of MRI modalities (4: T1, T1ce, T2, FLAIR).
+        num_classes: number of output logits (2: LGG, HGG).
+        feature_size: embedding width of the first stage; must be divisible by 12 (as in SwinUNETR). The deepest
+            hidden state has ``16 * feature_size`` channels (768 for 48).
+        patch_size: patch-embedding size.
+        window_size: local attention window size (int or 3 ints).
+        depths: number of Swin blocks in each of the four stages.
+        num_heads: attention heads in each of the four stages.
+        mlp_ratio: hidden width ratio of the transformer MLPs.
+        qkv_bias: learnable bias for query, key and value.
+        drop_rate: dropout inside the encoder (0.1 is the usual regularised setting).
+        attn_drop_rate: attention dropout inside the encoder.
+        dropout_path_rate: maximum stochastic-depth rate, linearly increasing over the blocks.
+        normalize: layer-normalise every hidden state returned by the encoder (SwinUNETR default).
+        use_checkpoint: gradient checkpointing in every Swin block: recompute activations in the backward pass
+            to trade time for memory (see docs/performance_swin_memory.md).
+        use_v2: SwinUNETR-v2 encoder (adds a residual conv block before each stage).
+        downsample: patch-merging variant, ``"merging"`` (SwinUNETR default) or ``"mergingv2"``.
+        pooling: ``"avg"`` or ``"attention"`` (learned 1x1x1-conv attention over voxels).
+        head: ``"linear"`` (Dropout + Linear) or ``"mlp"`` (Linear(head_hidden) + ReLU + Dropout + Linear).
+        head_dropout: dropout probability in the head.
+        head_hidden: hidden width of the ``"mlp"`` head.
+        multiscale: pool the last three hidden states (stages 2, 3, 4: 4x, 8x, 16x feature_size channels) and
+            concatenate them before the head, instead of pooling only the deepest one.
+        use_flash_attention: compute window attention with PyTorch's fused ``scaled_dot_product_attention``
+            when autograd is off (inference under ``torch.no_grad()``); same result. Training is unaffected.
+        pretrained_path: optional path of Swin UNETR self-supervised weights; when non-empty the encoder is
+            initialised from it with :func:`.ssl_weights.load_ssl_weights` (the report is kept in
+            ``self.pretrained_report``). Nothing is downloaded.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        num_classes: int = 2,
+        feature_size: int = 48,
+        patch_size: int = 2,
+        window_size: int | Sequence[int] = 7,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        dropout_path_rate: float = 0.0,
+        normalize: bool = True,
+        use_checkpoint: bool = False,
+        use_v2: bool = False,
+        downsample: str = "merging",
+        pooling: str = "avg",
+        head: str = "linear",
+        head_dropout: float = 0.4,
+        head_hidden: int = 256,
+        multiscale: bool = False,
+        use_flash_attention: bool = False,
+        pretrained_path: str | None = "",
+    ) -> None:
+        super().__init__()
+        if feature_size <= 0 or feature_size % 12 != 0:
+            raise ValueError(
+                f"feature_size must be a positive multiple of 12 (e.g. 24, 48, 96) as in SwinUNETR, got {feature_size}."
+            )
+        if len(depths) != NUM_STAGES or len(num_heads) != NUM_STAGES:
+            raise ValueError(
+                f"depths and num_heads need {NUM_STAGES} entries, got {list(depths)}, {list(num_heads)}."
+            )
+        if pooling not in POOLING_TYPES:
+            raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+        if head not in HEAD_TYPES:
+            raise ValueError(f"head must be one of {HEAD_TYPES}, got {head!r}.")
+        if downsample not in MERGING_MODE:
+            raise ValueError(f"downsample must be one of {tuple(MERGING_MODE)}, got {downsample!r}.")
+        for name, rate in (
+            ("drop_rate", drop_rate),
+            ("attn_drop_rate", attn_drop_rate),
+            ("dropout_path_rate", dropout_path_rate),
+        ):
+            _check_rate(name, rate)
+
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.feature_size = feature_size
+        self.patch_size = patch_size
+        self.normalize = normalize
+        self.multiscale = multiscale
+        self.size_divisor = patch_size * 2**NUM_STAGES
+
+        # Same arguments as SwinUNETR.__init__ passes to its encoder, so weights are interchangeable.
+        self.swinViT = SwinTransformer(
+            in_chans=in_channels,
+            embed_dim=feature_size,
+            window_size=ensure_tuple_rep(window_size, 3),
+            patch_size=ensure_tuple_rep(patch_size, 3),
+            depths=tuple(depths),
+            num_heads=tuple(num_heads),
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
+            drop_path_rate=dropout_path_rate,
+            norm_layer=nn.LayerNorm,
+            patch_norm=False,
+            use_checkpoint=use_checkpoint,
+            spatial_dims=3,
+            downsample=MERGING_MODE[downsample],
+            use_v2=use_v2,
+            use_flash_attention=use_flash_attention,
+        )
+
+        self.stages = MULTISCALE_STAGES if multiscale else SINGLE_SCALE_STAGES
+        stage_channels = [self.stage_channels(i) for i in self.stages]
+        self.pools = nn.ModuleList([build_pool(pooling, c) for c in stage_channels])
+        self.num_features = sum(stage_channels)
+        self.head = build_head(head, self.num_features, num_classes, head_dropout, head_hidden)
+
+        self.pretrained_report: dict | None = None
+        if pretrained_path:
+            self.pretrained_report = load_ssl_weights(self, pretrained_path)
+
+    def stage_channels(self, index: int) -> int:
+        """Channels of encoder hidden state ``index`` (0..4): ``feature_size * 2**index``."""
+        return self.feature_size * 2**index
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError that says what is wrong when ``x`` cannot go through the encoder."""
+        if x.ndim != 5:
+            raise ValueError(f"expected input of shape (B, C, D, H, W), got {tuple(x.shape)}.")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected {self.in_channels} input channels, got {x.shape[1]} ({tuple(x.shape)})."
+            )
+        spatial = tuple(int(s) for s in x.shape[2:])
+        if any(s % self.size_divisor for s in spatial):
+            raise ValueError(
+                f"every spatial size must be divisible by {self.size_divisor} (patch_size {self.patch_size} x 2**4 "
+                f"patch merges), got spatial shape {spatial}; crop or pad the input, e.g. to 128x128x128."
+            )
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's five hidden states (stage 0..4), stage i with ``feature_size * 2**i`` channels."""
+        return self.swinViT(x, self.normalize)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and not torch.jit.is_scripting():
+            self.check_input(x)
+        hidden = self.encode(x)
+        pooled = [pool(hidden[stage]) for stage, pool in zip(self.stages, self.pools, strict=True)]
+        features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
+        return self.head(features)
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the Swin encoder (names starting with ``swinViT.``)."""
+        return self.swinViT.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter that is not in the encoder (pooling and head)."""
+        return (p for name, p in self.named_parameters() if not name.startswith(ENCODER_PREFIX))
+
+    def param_groups(self, encoder_lr: float, head_lr: float) -> list[dict]:
+        """Two optimiser groups, encoder and the rest, so a pre-trained encoder can be fine-tuned more gently.
+
+        Args:
+            encoder_lr: learning rate of the ``swinViT.`` parameters.
+            head_lr: learning rate of the pooling and head parameters.
+        """
+        return [
+            {"params": list(self.encoder_parameters()), "lr": encoder_lr},
+            {"params": list(self.head_parameters()), "lr": head_lr},
+        ]

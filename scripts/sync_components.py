@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Copy the shared bundle components into every bundle's scripts/common/ (or check they are in sync).
+
+The source of truth is src/brats_grading/components/. Each bundle gets a byte-identical copy so
+that it runs alone (zipped, copied, published) with only its pip requirements. Run without
+options after editing a component; --check exits 1 when any copy differs (used by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "src" / "brats_grading" / "components"
+BUNDLES = ROOT / "bundles"
+
+
+def bundle_targets() -> list[Path]:
+    """Every bundle folder (one with configs/) gets ``scripts/common``."""
+    return sorted(p / "scripts" / "common" for p in BUNDLES.iterdir() if (p / "configs").is_dir())
+
+
+def source_files() -> list[Path]:
+    return sorted(SOURCE.glob("*.py"))
+
+
+def differences(target: Path) -> list[str]:
+    """Names of files missing, differing, or extra in ``target`` compared with the source."""
+    wanted = {p.name for p in source_files()}
+    present = {p.name for p in target.glob("*.py")} if target.is_dir() else set()
+    problems = sorted(present - wanted)
+    for name in sorted(wanted):
+        if name not in present or not filecmp.cmp(SOURCE / name, target / name, shallow=False):
+            problems.append(name)
+    return problems
+
+
+def sync(target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in set(p.name for p in target.glob("*.py")) - {p.name for p in source_files()}:
+        (target / stale).unlink()
+    for path in source_files():
+        shutil.copyfile(path, target / path.name)
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="only report copies that differ; exit 1 if any")
+    args = parser.parse_args(argv)
+    status = 0
+    for target in bundle_targets():
+        problems = differences(target)
+        if args.check:
+            if problems:
+                print(f"{_shown(target)} out of sync: {', '.join(problems)}")
+                status = 1
+        elif problems:
+            sync(target)
+            print(f"synced {_shown(target)} ({', '.join(problems)})")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

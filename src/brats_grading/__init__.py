@@ -1,0 +1,1 @@
+"""Repository-side tools for the BraTS grading bundles: synthetic data, datalists, shared components."""

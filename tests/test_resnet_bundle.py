@@ -1,0 +1,226 @@
+"""The resnet50_3d_ldam bundle through real `monai.bundle run` calls: train -> evaluate -> infer, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import copy_bundle, read_csv, run_bundle
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "--spatial_size",
+    "[32,32,32]",
+    "--batch_size",
+    "2",
+    "--num_workers",
+    "0",
+    "--accumulation_steps",
+    "2",
+]
+TRAIN = [*SMALL, "--epochs", "3", "--drw_start_epoch", "2", "--ema_warmup_iters", "4", "--fold", "1"]
+
+
+def _run_dir(output_dir: Path, prefix: str = "run") -> Path:
+    runs = sorted((output_dir / "fold_1").glob(f"{prefix}_*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return copy_bundle("resnet50_3d_ldam", tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def trained(bundle, small_brats) -> Path:
+    """One short training run on fold 1; returns its run folder."""
+    output = bundle / "runs_e2e"
+    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN)
+    return _run_dir(output)
+
+
+def test_training_writes_the_run_layout(trained):
+    names = {p.relative_to(trained).as_posix() for p in trained.rglob("*") if p.is_file()}
+    for expected in (
+        "checkpoints/best.pt",
+        "checkpoints/best_ema.pt",
+        "checkpoints/last.pt",
+        "metrics/metrics.json",
+        "config/config.json",
+        "plots/loss_curve.png",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+        "plots/roc_curve.png",
+        "plots/pr_curve.png",
+        "predictions/val_ema_probs.npy",
+        "predictions/val_probs.npy",
+        "predictions/val_preds.npy",
+        "predictions/val_labels.npy",
+        "predictions/val_predictions.csv",
+    ):
+        assert expected in names, expected
+    assert any(n.startswith("logs/train_") and n.endswith(".log") for n in names)
+    assert any("tfevents" in n for n in names)
+
+
+def test_metrics_json_round_trips_with_full_history(trained, small_datalist):
+    metrics = json.loads((trained / "metrics" / "metrics.json").read_text())
+    assert [e for e, _ in metrics["history"]["train_loss"]] == [1, 2, 3]
+    assert [e for e, _ in metrics["history"]["val_ema_auc"]] == [1, 2, 3]
+    assert len(metrics["history"]["lr"]) == 3
+    final = metrics["final"]
+    assert final["source"] == "val_ema"
+    n_val = sum(1 for r in small_datalist["training"] if r["fold"] == 1)
+    assert final["num_cases"] == n_val
+    for key in (
+        "accuracy",
+        "balanced_accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "sensitivity",
+        "specificity",
+    ):
+        assert 0.0 <= final[key] <= 1.0, key
+    assert set(final["per_class"]) == {"LGG", "HGG"}
+    assert final["false_negatives"] + final["true_positives"] == final["per_class"]["HGG"]["support"]
+
+
+def test_validation_uses_the_requested_fold(trained, small_datalist):
+    rows = read_csv(trained / "predictions" / "val_predictions.csv")
+    assert {r["id"] for r in rows} == {r["id"] for r in small_datalist["training"] if r["fold"] == 1}
+
+
+def test_config_records_the_cli_overrides(trained):
+    saved = json.loads((trained / "config" / "config.json").read_text())
+    assert saved["config"]["epochs"] == 3 and saved["resolved"]["fold"] == 1
+    assert saved["resolved"]["spatial_size"] == [32, 32, 32]
+    assert saved["resolved"]["run_dir"] == str(trained)
+
+
+def test_published_model_is_a_plain_state_dict_of_the_best_ema(trained, bundle):
+    published = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    best_ema = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)
+    assert set(best_ema) == {"model", "metrics"} and best_ema["metrics"]["source"] == "val_ema"
+    assert published.keys() == best_ema["model"].keys()
+    assert all(torch.equal(published[k], best_ema["model"][k]) for k in published)
+
+
+def test_last_checkpoint_holds_everything_needed_to_resume(trained):
+    last = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    assert {"network", "optimizer", "lr_scheduler", "ema", "report", "trainer"} <= set(last)
+    assert last["trainer"]["epoch"] == 3
+
+
+def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
+    output = trained.parent.parent
+    run_bundle(
+        bundle,
+        ["train.json", "evaluate.json"],
+        "--dataset_dir",
+        str(small_brats),
+        "--output_dir",
+        str(output),
+        *SMALL,
+        "--fold",
+        "1",
+    )
+    evaluation = _run_dir(output, "eval")
+    metrics = json.loads((evaluation / "metrics" / "metrics.json").read_text())
+    stored = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)["metrics"]
+    assert metrics["final"]["auc"] == pytest.approx(stored["auc"], abs=1e-6)
+    assert (evaluation / "predictions" / "val_predictions.csv").is_file()
+    assert (evaluation / "plots" / "roc_curve.png").is_file()
+
+
+def test_evaluate_fails_loudly_on_a_tampered_checkpoint_auc(bundle, small_brats, trained, tmp_path):
+    state = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)
+    stored = state["metrics"]["auc"]
+    state["metrics"]["auc"] = stored - 0.25 if stored > 0.5 else stored + 0.25
+    tampered = tmp_path / "tampered.pt"
+    torch.save(state, tampered)
+    result = run_bundle(
+        bundle,
+        ["train.json", "evaluate.json"],
+        "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path / "out"), *SMALL, "--fold", "1",
+        "--checkpoint", str(tampered),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "differs from the AUC" in result.stdout + result.stderr
+
+
+def test_inference_on_a_brats_folder_and_on_a_datalist(
+    bundle, small_brats, trained, small_datalist, tmp_path
+):
+    common = ["--spatial_size", "[32,32,32]", "--num_workers", "0", "--output_dir", str(tmp_path)]
+    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), *common)
+    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats / "datalist.json"), *common)
+    first = read_csv(tmp_path / "predictions.csv")
+    second = read_csv(tmp_path / "predictions_1.csv")  # never overwritten
+    assert sorted(r["id"] for r in first) == sorted(r["id"] for r in small_datalist["training"])
+    by_id = {r["id"]: r for r in second}
+    for row in first:
+        assert float(row["prob_hgg"]) == pytest.approx(float(by_id[row["id"]]["prob_hgg"]), abs=1e-5)
+        assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= 0.5 else "LGG")
+
+
+def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, tmp_path):
+    output = tmp_path / "resume"
+    args = [
+        "--dataset_dir",
+        str(small_brats),
+        "--output_dir",
+        str(output),
+        *TRAIN,
+        "--publish_model",
+        "False",
+    ]
+    run_bundle(bundle, ["train.json"], *args, "--stop_epoch", "2")
+    interrupted = _run_dir(output)
+    assert torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 2
+    run_bundle(bundle, ["train.json"], *args, "--resume", "True")
+    assert _run_dir(output) == interrupted  # continued in the same folder
+    resumed = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
+    uninterrupted = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    assert resumed["trainer"]["epoch"] == 3
+    for part in ("network", "ema"):
+        a, b = resumed[part], uninterrupted[part]
+        a, b = (a.get("ema_model", a), b.get("ema_model", b))
+        for key in a:
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (part, key)
+    ra = json.loads((interrupted / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
+    rb = json.loads((trained / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
+    assert ra == pytest.approx(rb)
+
+
+def test_bundle_properties_and_loss_optimizer_options_resolve(bundle, small_brats):
+    code = f"""
+import sys, json
+sys.path.insert(0, {str(bundle)!r})
+from monai.bundle import ConfigWorkflow
+wf = ConfigWorkflow(config_file={str(bundle / "configs" / "train.json")!r}, workflow_type="train",
+                    dataset_dir={str(small_brats)!r}, output_dir={str(bundle / "runs_props")!r}, spatial_size=[32, 32, 32])
+wf.initialize()
+assert wf.check_properties() in (None, []), wf.check_properties()
+names = {{}}
+for loss in ("ldam", "focal", "ce"):
+    for opt in ("adam", "adamw", "sgd"):
+        wf.parser["loss_name"], wf.parser["optimizer_name"] = loss, opt
+        wf.parser.ref_resolver.reset()
+        names[loss + "/" + opt] = [type(wf.parser.get_parsed_content(k)).__name__ for k in ("loss", "optimizer")]
+print(json.dumps(names))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=bundle)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = json.loads(result.stdout.strip().splitlines()[-1])
+    assert names["ldam/adam"] == ["LDAMLoss", "Adam"]
+    assert names["focal/adamw"] == ["LabelFocalLoss", "AdamW"]
+    assert names["ce/sgd"] == ["LabelCrossEntropy", "SGD"]
