@@ -116,7 +116,7 @@ def test_published_model_is_a_plain_state_dict_of_the_best_ema(trained, bundle):
 def test_last_checkpoint_holds_everything_needed_to_resume(trained):
     last = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "ema", "report", "trainer"} <= set(last)
-    assert last["trainer"]["epoch"] == 3
+    assert last["trainer"]["iteration"] == 3 * last["trainer"]["epoch_length"]
 
 
 def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
@@ -185,12 +185,13 @@ def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, 
     ]
     run_bundle(bundle, ["train.json"], *args, "--stop_epoch", "2")
     interrupted = _run_dir(output)
-    assert torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 2
+    state = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)["trainer"]
+    assert state["iteration"] == 2 * state["epoch_length"]
     run_bundle(bundle, ["train.json"], *args, "--resume", "True")
     assert _run_dir(output) == interrupted  # continued in the same folder
     resumed = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
     uninterrupted = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
-    assert resumed["trainer"]["epoch"] == 3
+    assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
     for part in ("network", "ema"):
         a, b = resumed[part], uninterrupted[part]
         a, b = (a.get("ema_model", a), b.get("ema_model", b))
@@ -198,7 +199,8 @@ def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, 
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (part, key)
     ra = json.loads((interrupted / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
     rb = json.loads((trained / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
-    assert ra == pytest.approx(rb)
+    assert [e for e, _ in ra] == [e for e, _ in rb] == [1, 2, 3]
+    assert [v for _, v in ra] == pytest.approx([v for _, v in rb])
 
 
 def test_bundle_properties_and_loss_optimizer_options_resolve(bundle, small_brats):
@@ -224,3 +226,33 @@ print(json.dumps(names))
     assert names["ldam/adam"] == ["LDAMLoss", "Adam"]
     assert names["focal/adamw"] == ["LabelFocalLoss", "AdamW"]
     assert names["ce/sgd"] == ["LabelCrossEntropy", "SGD"]
+
+
+def test_torchscript_export_embeds_metadata_and_matches_eager(bundle, trained, tmp_path):
+    ts = tmp_path / "model.ts"
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
+         "--config_file", "configs/inference.json"],
+        cwd=bundle, check=True, capture_output=True,
+    )  # fmt: skip
+    code = f"""
+import sys, json, torch
+sys.path.insert(0, {str(bundle)!r})
+from monai.bundle import ConfigParser
+parser = ConfigParser()
+parser.read_config({str(bundle / "configs" / "inference.json")!r})
+net = parser.get_parsed_content("network_def")
+net.load_state_dict(torch.load("models/model.pt", weights_only=True))
+net.eval()
+extra = {{"metadata.json": "", "inference.json": ""}}
+scripted = torch.jit.load({str(ts)!r}, _extra_files=extra)
+x = torch.randn(2, 4, 32, 32, 32)
+with torch.no_grad():
+    diff = (scripted(x) - net(x)).abs().max().item()
+print(json.dumps({{"diff": diff, "outputs": json.loads(extra["metadata.json"])["network_data_format"]["outputs"]["pred"]["channel_def"]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=bundle)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["diff"] < 1e-5 and out["outputs"] == {"0": "LGG", "1": "HGG"}

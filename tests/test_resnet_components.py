@@ -228,24 +228,6 @@ def test_drw_handler_rejects_start_epoch_zero() -> None:
         losses.DeferredReweighting(losses.LDAMLoss([1, 2]), [1, 2], start_epoch=0)
 
 
-def test_class_counts_from_datalist_counts_each_class() -> None:
-    datalist = [{"label": 0}, {"label": 1}, {"label": 1.0}, {"label": [1]}, {"label": torch.tensor(0)}]
-    assert losses.class_counts_from_datalist(datalist) == [2, 3]
-
-
-def test_class_counts_from_datalist_names_an_empty_class() -> None:
-    with pytest.raises(ValueError, match=r"class\(es\) \[0\] have 0 samples"):
-        losses.class_counts_from_datalist([{"label": 1}, {"label": 1}])
-
-
-def test_cross_entropy_on_labels_accepts_column_float_targets() -> None:
-    logits = torch.randn(4, 2)
-    labels = torch.tensor([0, 1, 1, 0])
-    loss = losses.CrossEntropyOnLabels(weight=[2.0, 1.0])
-    expected = F.cross_entropy(logits, labels, weight=torch.tensor([2.0, 1.0]))
-    assert torch.allclose(loss(logits, labels.float()[:, None]), expected)
-
-
 # -------------------------------------------------------------------------------------------- network
 
 

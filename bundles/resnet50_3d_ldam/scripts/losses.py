@@ -7,7 +7,6 @@ switches to class-balanced weights late in training, once the features are learn
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,11 +19,9 @@ from .networks import NormedLinear
 
 __all__ = [
     "DRW_RULES",
-    "CrossEntropyOnLabels",
     "DeferredReweighting",
     "LDAMLoss",
     "NormedLinear",
-    "class_counts_from_datalist",
     "drw_class_weights",
     "ldam_margins",
 ]
@@ -256,70 +253,3 @@ class DeferredReweighting:
         """Accept and ignore a saved configuration: the bundle config stays authoritative."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"expected a mapping, got {type(state_dict).__name__}")
-
-
-def _label_as_int(value: Any, index: int, label_key: str) -> int:
-    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            raise ValueError(f"datalist item {index}: {label_key!r} must be one class index, got {value!r}")
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value):
-        raise ValueError(
-            f"datalist item {index}: {label_key!r} must be an integer class index, got {value!r}"
-        )
-    return int(value)
-
-
-def class_counts_from_datalist(
-    datalist: Sequence[Mapping[str, Any]], num_classes: int = 2, label_key: str = "label"
-) -> list[int]:
-    """Samples per class in a (training-fold) datalist, for :class:`LDAMLoss` / :class:`DeferredReweighting`.
-
-    Args:
-        datalist: items like ``{"image": [...], "label": 1}``; labels may be ints, whole floats, or
-            one-element lists/arrays/tensors.
-        num_classes: expected number of classes.
-        label_key: key of the class index in each item.
-
-    Raises:
-        ValueError: a label is missing, not an integer or out of range, or a class has no samples.
-    """
-    counts = [0] * num_classes
-    for index, item in enumerate(datalist):
-        if label_key not in item:
-            raise ValueError(f"datalist item {index} has no {label_key!r} key")
-        label = _label_as_int(item[label_key], index, label_key)
-        if not 0 <= label < num_classes:
-            raise ValueError(f"datalist item {index}: label {label} outside [0, {num_classes})")
-        counts[label] += 1
-    empty = [j for j, c in enumerate(counts) if c == 0]
-    if empty:
-        raise ValueError(
-            f"class(es) {empty} have 0 samples in the datalist ({len(datalist)} items): {counts}"
-        )
-    return counts
-
-
-class CrossEntropyOnLabels(nn.CrossEntropyLoss):
-    """``nn.CrossEntropyLoss`` accepting MONAI-style labels: (B, 1) is squeezed to (B,), floats cast to long.
-
-    (B, C) floating targets are passed through unchanged (class probabilities, as ``nn.CrossEntropyLoss``).
-
-    Args:
-        weight: optional per-class weights as a list (JSON-friendly) or tensor.
-        kwargs: other ``nn.CrossEntropyLoss`` arguments (``reduction``, ``label_smoothing``, ...).
-    """
-
-    def __init__(self, weight: Sequence[float] | torch.Tensor | None = None, **kwargs: Any) -> None:
-        super().__init__(
-            weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32), **kwargs
-        )
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.dim() == input.dim() and target.shape[1] == 1 and input.shape[1] != 1:
-            target = target[:, 0]
-        if target.dim() == input.dim() - 1 and target.is_floating_point():
-            target = target.long()
-        return super().forward(input, target)

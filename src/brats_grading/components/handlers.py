@@ -175,15 +175,15 @@ class EMA(EMAHandler):
     def state_dict(self) -> dict:
         state = {"ema_model": self.ema_model.state_dict()}
         scheduler = getattr(self, "momentum_scheduler", None)
-        if scheduler is not None:
-            state["momentum_scheduler"] = scheduler.state_dict()
+        if scheduler is not None:  # only the position: the schedule itself is rebuilt from the config
+            state["warmup_event_index"] = scheduler.event_index
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.ema_model.load_state_dict(state["ema_model"])
         scheduler = getattr(self, "momentum_scheduler", None)
-        if scheduler is not None and "momentum_scheduler" in state:
-            scheduler.load_state_dict(state["momentum_scheduler"])
+        if scheduler is not None and "warmup_event_index" in state:
+            scheduler.event_index = int(state["warmup_event_index"])
 
 
 class EarlyStopping(EarlyStopHandler):

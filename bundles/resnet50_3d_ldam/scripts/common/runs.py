@@ -18,7 +18,18 @@ def create_run_dir(
 
     A resumed run (``resume_from`` = a checkpoint inside ``<run>/checkpoints``) continues in its own folder.
     An existing folder is never reused: a suffix ``_1``, ``_2``... is added instead.
+    Under ``torch.distributed``, rank 0 names the folder and every rank receives that name.
     """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [_make_run_dir(output_dir, fold, resume_from, prefix) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+    return _make_run_dir(output_dir, fold, resume_from, prefix)
+
+
+def _make_run_dir(output_dir: str | Path, fold: int | None, resume_from: str, prefix: str) -> str:
     if resume_from:
         checkpoint = Path(resume_from)
         if not checkpoint.is_file():

@@ -1,0 +1,169 @@
+"""The swin_unetr_cls bundle through `monai.bundle run`: train -> evaluate -> infer, sampler, LR groups, export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import copy_bundle, read_csv, run_bundle
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--spatial_size", "[32,32,32]", "--feature_size", "12", "--num_workers", "0"]
+
+
+def _in_bundle(bundle: Path, code: str) -> dict:
+    """Run ``code`` with the bundle's ``scripts`` importable (a separate process: one ``scripts`` per process)."""
+    prelude = (
+        f"import sys, json\nsys.path.insert(0, {str(bundle)!r})\nfrom monai.bundle import ConfigParser\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return copy_bundle("swin_unetr_cls", tmp_path_factory.mktemp("swin"))
+
+
+@pytest.fixture(scope="module")
+def trained(bundle, small_brats) -> Path:
+    output = bundle / "runs_e2e"
+    run_bundle(
+        bundle,
+        ["train.json"],
+        "--dataset_dir",
+        str(small_brats),
+        "--output_dir",
+        str(output),
+        *SMALL,
+        "--epochs",
+        "2",
+    )
+    runs = sorted((output / "fold_0").glob("run_*"))
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_train_writes_checkpoints_metrics_and_publishes(trained, bundle):
+    for name in (
+        "checkpoints/best.pt",
+        "checkpoints/best_ema.pt",
+        "checkpoints/last.pt",
+        "metrics/metrics.json",
+    ):
+        assert (trained / name).is_file(), name
+    metrics = json.loads((trained / "metrics" / "metrics.json").read_text())
+    assert [e for e, _ in metrics["history"]["train_loss"]] == [1, 2]
+    assert metrics["final"]["source"] == "val_ema" and metrics["final"]["auc"] is not None
+    published = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    assert all(k.startswith(("swinViT.", "head.")) for k in published)
+
+
+def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_path):
+    output = trained.parent.parent
+    run_bundle(
+        bundle,
+        ["train.json", "evaluate.json"],
+        "--dataset_dir",
+        str(small_brats),
+        "--output_dir",
+        str(output),
+        *SMALL,
+    )
+    evaluation = sorted((output / "fold_0").glob("eval_*"))[-1]
+    final = json.loads((evaluation / "metrics" / "metrics.json").read_text())["final"]
+    stored = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)["metrics"]
+    assert final["auc"] == pytest.approx(stored["auc"], abs=1e-6)
+    run_bundle(
+        bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL
+    )
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
+    assert all(0.0 <= float(r["prob_hgg"]) <= 1.0 for r in rows)
+
+
+def test_weighted_sampler_balances_a_2_8_to_1_training_set(bundle, small_brats):
+    counts = _in_bundle(
+        bundle,
+        f"""
+import torch
+parser = ConfigParser()
+parser.read_config({str(bundle / "configs" / "train.json")!r})
+parser["train_records"] = [{{"id": str(i), "label": int(i < 280), "image": []}} for i in range(380)]
+sampler = parser.get_parsed_content("train#sampler")
+torch.manual_seed(0)
+labels = [parser["train_records"][i]["label"] for _ in range(10) for i in sampler]
+print(json.dumps({{"hgg": sum(labels), "lgg": len(labels) - sum(labels)}}))
+""",
+    )
+    ratio = counts["hgg"] / counts["lgg"]
+    assert 0.9 < ratio < 1.1, counts
+
+
+def test_param_groups_carry_two_learning_rates_and_schedule_warms_up_then_decays(bundle, small_brats):
+    result = _in_bundle(
+        bundle,
+        f"""
+parser = ConfigParser()
+parser.read_config({str(bundle / "configs" / "train.json")!r})
+parser.update({{"feature_size": 12, "epochs": 20, "dataset_dir": {str(small_brats)!r}}})
+optimizer = parser.get_parsed_content("optimizer")
+network = parser.get_parsed_content("network")
+scheduler = parser.get_parsed_content("lr_scheduler")
+encoder = {{id(p) for p in network.swinViT.parameters()}}
+groups = [(g["initial_lr"], all(id(p) in encoder for p in g["params"]), len(g["params"])) for g in optimizer.param_groups]
+lrs = []
+for _ in range(20):
+    lrs.append([g["lr"] for g in optimizer.param_groups])
+    optimizer.step(); scheduler.step()
+total = sum(1 for _ in network.parameters())
+print(json.dumps({{"groups": groups, "lrs": lrs, "total": total}}))
+""",
+    )
+    (enc_lr, enc_only, n_enc), (head_lr, head_enc, n_head) = result["groups"]
+    assert (enc_lr, enc_only, head_lr, head_enc) == (5e-5, True, 1e-4, False)
+    assert n_enc + n_head == result["total"]
+    head = [lr[1] for lr in result["lrs"]]
+    assert head[0] < head[4] and head[5] == pytest.approx(1e-4)  # 5 warm-up epochs
+    assert all(a >= b for a, b in zip(head[5:], head[6:], strict=False))  # cosine decay
+    assert head[-1] < 1e-5 and min(head) >= 1e-6
+    assert result["lrs"][5][0] == pytest.approx(5e-5)
+
+
+def test_traced_export_matches_eager(bundle, trained, tmp_path):
+    ts = tmp_path / "model.ts"
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
+         "--config_file", "configs/inference.json", "--use_trace", "True",
+         "--input_shape", "[1,4,32,32,32]", "--feature_size", "12"],
+        cwd=bundle, check=True, capture_output=True,
+    )  # fmt: skip
+    result = _in_bundle(
+        bundle,
+        f"""
+import torch
+parser = ConfigParser()
+parser.read_config({str(bundle / "configs" / "inference.json")!r})
+parser["feature_size"] = 12
+net = parser.get_parsed_content("network_def")
+net.load_state_dict(torch.load("models/model.pt", weights_only=True))
+net.eval()
+extra = {{"metadata.json": "", "inference.json": ""}}
+traced = torch.jit.load({str(ts)!r}, _extra_files=extra)
+x = torch.randn(2, 4, 32, 32, 32)
+with torch.no_grad():
+    diff = (traced(x) - net(x)).abs().max().item()
+print(json.dumps({{"diff": diff, "meta": json.loads(extra["metadata.json"])["name"]}}))
+""",
+    )
+    assert result["diff"] < 1e-4
+    assert "Swin" in result["meta"]
