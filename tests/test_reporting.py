@@ -106,3 +106,14 @@ def test_run_report_keeps_best_epoch_and_round_trips(tmp_path):
     assert metrics["final"]["source"] == "val" and metrics["final"]["epoch"] == 1
     assert [e for e, _ in metrics["history"]["val_auc"]] == [1, 2]
     assert (tmp_path / "predictions" / "val_predictions.csv").is_file()
+
+
+def test_final_result_is_the_better_evaluator_with_ema_winning_ties(tmp_path):
+    report = RunReport(tmp_path, primary=("val_ema", "val"))
+    ids = [str(i) for i in range(len(LABELS))]
+    flat = [0.5] * len(LABELS)
+    report.record("val_ema", 1, classification_metrics(LABELS, flat), ids, LABELS, flat)
+    report.record("val", 1, classification_metrics(LABELS, PROBS), ids, LABELS, PROBS)
+    assert report.final_prefix() == "val"
+    report.record("val_ema", 2, classification_metrics(LABELS, PROBS), ids, LABELS, PROBS)
+    assert report.final_prefix() == "val_ema"

@@ -75,7 +75,7 @@ def test_metrics_json_round_trips_with_full_history(trained, small_datalist):
     assert [e for e, _ in metrics["history"]["val_ema_auc"]] == [1, 2, 3]
     assert len(metrics["history"]["lr"]) == 3
     final = metrics["final"]
-    assert final["source"] == "val_ema"
+    assert final["source"] in ("val", "val_ema")
     n_val = sum(1 for r in small_datalist["training"] if r["fold"] == 1)
     assert final["num_cases"] == n_val
     for key in (
@@ -105,12 +105,24 @@ def test_config_records_the_cli_overrides(trained):
     assert saved["resolved"]["run_dir"] == str(trained)
 
 
-def test_published_model_is_a_plain_state_dict_of_the_best_ema(trained, bundle):
+def _selected(trained: Path) -> tuple[str, dict]:
+    """The better-validated of best_ema.pt / best.pt (EMA on ties), as training and evaluation choose."""
+    ema = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)
+    raw = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)
+    assert set(ema) == {"model", "metrics"} and ema["metrics"]["source"] == "val_ema"
+    assert raw["metrics"]["source"] == "val"
+    if ema["metrics"]["selection_score"] >= raw["metrics"]["selection_score"]:
+        return "best_ema.pt", ema
+    return "best.pt", raw
+
+
+def test_published_model_is_a_plain_state_dict_of_the_better_checkpoint(trained, bundle):
     published = torch.load(bundle / "models" / "model.pt", weights_only=True)
-    best_ema = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)
-    assert set(best_ema) == {"model", "metrics"} and best_ema["metrics"]["source"] == "val_ema"
-    assert published.keys() == best_ema["model"].keys()
-    assert all(torch.equal(published[k], best_ema["model"][k]) for k in published)
+    _, chosen = _selected(trained)
+    assert published.keys() == chosen["model"].keys()
+    assert all(torch.equal(published[k], chosen["model"][k]) for k in published)
+    final = json.loads((trained / "metrics" / "metrics.json").read_text())["final"]
+    assert final["source"] == chosen["metrics"]["source"] and final["auc"] == chosen["metrics"]["auc"]
 
 
 def test_last_checkpoint_holds_everything_needed_to_resume(trained):
@@ -134,7 +146,7 @@ def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
     )
     evaluation = _run_dir(output, "eval")
     metrics = json.loads((evaluation / "metrics" / "metrics.json").read_text())
-    stored = torch.load(trained / "checkpoints" / "best_ema.pt", weights_only=True)["metrics"]
+    stored = _selected(trained)[1]["metrics"]
     assert metrics["final"]["auc"] == pytest.approx(stored["auc"], abs=1e-6)
     assert (evaluation / "predictions" / "val_predictions.csv").is_file()
     assert (evaluation / "plots" / "roc_curve.png").is_file()
@@ -256,3 +268,25 @@ print(json.dumps({{"diff": diff, "outputs": json.loads(extra["metadata.json"])["
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["diff"] < 1e-5 and out["outputs"] == {"0": "LGG", "1": "HGG"}
+
+
+def test_bfloat16_autocast_training_with_focal_loss_and_sgd(bundle, small_brats, tmp_path):
+    """The CPU stand-in for CUDA AMP, with the other loss and optimiser choices, through a real run."""
+    args = ["--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL, "--epochs", "1"]
+    args += [
+        "--autocast_dtype",
+        "bfloat16",
+        "--loss_name",
+        "focal",
+        "--optimizer_name",
+        "sgd",
+        "--publish_model",
+        "False",
+    ]
+    run_bundle(bundle, ["train.json"], *args, "--use_ema", "False", "--layout", "strided")
+    run = next((tmp_path / "fold_0").glob("run_*"))
+    metrics = json.loads((run / "metrics" / "metrics.json").read_text())
+    assert metrics["final"]["source"] == "val"  # EMA off: no val_ema evaluator
+    assert not (run / "checkpoints" / "best_ema.pt").exists()
+    saved = json.loads((run / "config" / "config.json").read_text())["resolved"]
+    assert saved["autocast_dtype"] == "bfloat16" and saved["loss_name"] == "focal"

@@ -156,3 +156,9 @@ def test_cli_help_and_tiny_dataset(tmp_path):
     assert len(list((tmp_path / DATASET_DIRNAME).rglob("*_flair.nii.gz"))) == 3
     again = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
     assert again.returncode == 2 and "already holds data" in again.stderr
+
+
+def test_the_shipped_notice_is_the_one_written_into_datasets():
+    from brats_grading.synthetic import MNI_NOTICE
+
+    assert (REPO / "docs" / "MNI152_NOTICE.txt").read_text() == MNI_NOTICE

@@ -27,7 +27,7 @@ class RunReport:
 
     Args:
         run_dir: the run folder (``metrics/``, ``plots/``, ``predictions/`` are written inside).
-        primary: evaluators in order of preference for the run's final result (EMA first, seed 003).
+        primary: evaluators that may give the run's final result, in order of preference on ties (EMA first).
         per_epoch_plots: also write ``*_epoch_<k>.png`` plots for every validation epoch.
         enabled: False on DDP ranks other than 0, which must not write files.
     """
@@ -74,8 +74,14 @@ class RunReport:
         series[:] = [item for item in series if item[0] != epoch] + [[epoch, float(value)]]
 
     def final_prefix(self) -> str | None:
-        """The evaluator whose best epoch is the run's result: the first of ``primary`` that was measured."""
-        return next((p for p in self.primary if p in self.best), None)
+        """The evaluator whose best epoch is the run's result: the best-scoring of ``primary`` (earlier wins ties).
+
+        This matches the checkpoint training publishes and evaluation picks by default.
+        """
+        measured = [p for p in self.primary if p in self.best]
+        if not measured:
+            return None
+        return max(measured, key=lambda p: (self.best[p]["metrics"]["selection_score"], -measured.index(p)))
 
     def summary(self) -> dict:
         final = self.final_prefix()

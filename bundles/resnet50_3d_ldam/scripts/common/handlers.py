@@ -22,6 +22,7 @@ from monai.utils import evenly_divisible_all_gather, set_determinism, string_lis
 
 from .report import RunReport
 from .reporting import classification_metrics, write_prediction_csv
+from .runs import select_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ class RunFinalizer:
     """At the end of training: write the report's plots and predictions, publish the best weights.
 
     The published file is a plain state dict (what the model zoo's ``ckpt_export`` expects), taken
-    from the first checkpoint of ``candidates`` that exists (``best_ema.pt`` before ``best.pt``).
+    from the candidate with the best stored validation score (``best_ema.pt`` wins ties with ``best.pt``).
     A file already at ``publish_path`` is kept as ``<name>.previous.pt``.
     """
 
@@ -371,7 +372,7 @@ class RunFinalizer:
         self.report.finalize()
         if not self.publish_path:
             return
-        source = next((Path(c) for c in self.candidates if Path(c).is_file()), None)
+        source = select_checkpoint(self.candidates)
         if source is None:
             logger.warning(f"no best checkpoint among {self.candidates}: nothing published")
             return

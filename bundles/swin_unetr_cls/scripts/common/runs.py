@@ -112,18 +112,37 @@ def log_to_file(run_dir: str | Path, prefix: str = "train") -> str:
     return str(path)
 
 
-def best_checkpoint(output_dir: str | Path, fold: int | None = None, prefer_ema: bool = True) -> str:
-    """The newest run's ``best_ema.pt`` (EMA weights, when the run kept them) or else its ``best.pt``.
+def stored_score(checkpoint: str | Path) -> float:
+    """The validation selection score saved beside a checkpoint's weights (-inf when absent)."""
+    import torch
 
-    Never ``last.pt``: evaluation reports the selected model unless a checkpoint is named explicitly.
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    metrics = state.get("metrics") if isinstance(state, dict) else None
+    return float(metrics["selection_score"]) if metrics and "selection_score" in metrics else float("-inf")
+
+
+def select_checkpoint(candidates: list[str | Path]) -> str | None:
+    """Of the existing ``candidates``, the one with the highest stored selection score; earlier wins ties."""
+    existing = [Path(c) for c in candidates if Path(c).is_file()]
+    if not existing:
+        return None
+    scores = [stored_score(c) for c in existing]
+    return str(existing[scores.index(max(scores))])
+
+
+def best_checkpoint(output_dir: str | Path, fold: int | None = None, prefer_ema: bool = True) -> str:
+    """The newest run's selected model: ``best_ema.pt`` or ``best.pt``, whichever validated better.
+
+    Short runs leave the EMA behind the raw weights, long ones usually the reverse, so the stored
+    validation score decides (EMA on ties). Never ``last.pt``: name a checkpoint to evaluate that.
     """
     parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
     runs = sorted(parent.glob("run_*/checkpoints"), key=lambda p: p.stat().st_mtime)
     names = ("best_ema.pt", "best.pt") if prefer_ema else ("best.pt",)
     for checkpoints in reversed(runs):
-        for name in names:
-            if (checkpoints / name).is_file():
-                return str(checkpoints / name)
+        chosen = select_checkpoint([checkpoints / n for n in names])
+        if chosen:
+            return chosen
     raise FileNotFoundError(
         f"no {' or '.join(names)} under {parent}/run_*/checkpoints; pass --checkpoint PATH"
     )
