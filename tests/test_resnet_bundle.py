@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_bundle, read_csv, run_bundle
+from conftest import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -216,12 +214,12 @@ def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, 
 
 
 def test_bundle_properties_and_loss_optimizer_options_resolve(bundle, small_brats):
-    code = f"""
-import sys, json
-sys.path.insert(0, {str(bundle)!r})
+    names = run_in_bundle(
+        bundle,
+        f"""
 from monai.bundle import ConfigWorkflow
-wf = ConfigWorkflow(config_file={str(bundle / "configs" / "train.json")!r}, workflow_type="train",
-                    dataset_dir={str(small_brats)!r}, output_dir={str(bundle / "runs_props")!r}, spatial_size=[32, 32, 32])
+wf = ConfigWorkflow(config_file="configs/train.json", workflow_type="train", dataset_dir={str(small_brats)!r},
+                    output_dir={str(bundle / "runs_props")!r}, spatial_size=[32, 32, 32])
 wf.initialize()
 assert wf.check_properties() in (None, []), wf.check_properties()
 names = {{}}
@@ -231,43 +229,20 @@ for loss in ("ldam", "focal", "ce"):
         wf.parser.ref_resolver.reset()
         names[loss + "/" + opt] = [type(wf.parser.get_parsed_content(k)).__name__ for k in ("loss", "optimizer")]
 print(json.dumps(names))
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=bundle)
-    assert result.returncode == 0, result.stderr[-3000:]
-    names = json.loads(result.stdout.strip().splitlines()[-1])
+""",
+    )
     assert names["ldam/adam"] == ["LDAMLoss", "Adam"]
     assert names["focal/adamw"] == ["LabelFocalLoss", "AdamW"]
     assert names["ce/sgd"] == ["LabelCrossEntropy", "SGD"]
 
 
 def test_torchscript_export_embeds_metadata_and_matches_eager(bundle, trained, tmp_path):
-    ts = tmp_path / "model.ts"
-    subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
-         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
-         "--config_file", "configs/inference.json"],
-        cwd=bundle, check=True, capture_output=True,
-    )  # fmt: skip
-    code = f"""
-import sys, json, torch
-sys.path.insert(0, {str(bundle)!r})
-from monai.bundle import ConfigParser
-parser = ConfigParser()
-parser.read_config({str(bundle / "configs" / "inference.json")!r})
-net = parser.get_parsed_content("network_def")
-net.load_state_dict(torch.load("models/model.pt", weights_only=True))
-net.eval()
-extra = {{"metadata.json": "", "inference.json": ""}}
-scripted = torch.jit.load({str(ts)!r}, _extra_files=extra)
-x = torch.randn(2, 4, 32, 32, 32)
-with torch.no_grad():
-    diff = (scripted(x) - net(x)).abs().max().item()
-print(json.dumps({{"diff": diff, "outputs": json.loads(extra["metadata.json"])["network_data_format"]["outputs"]["pred"]["channel_def"]}}))
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=bundle)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["diff"] < 1e-5 and out["outputs"] == {"0": "LGG", "1": "HGG"}
+    out = export_and_compare(bundle, tmp_path / "model.ts", {})  # scripted (the default)
+    assert out["diff"] < 1e-5
+    assert out["metadata"]["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+        "0": "LGG",
+        "1": "HGG",
+    }
 
 
 def test_bfloat16_autocast_training_with_focal_loss_and_sgd(bundle, small_brats, tmp_path):

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_bundle, read_csv, run_bundle
+from conftest import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["--spatial_size", "[32,32,32]", "--feature_size", "12", "--num_workers", "0"]
-
-
-def _in_bundle(bundle: Path, code: str) -> dict:
-    """Run ``code`` with the bundle's ``scripts`` importable (a separate process: one ``scripts`` per process)."""
-    prelude = (
-        f"import sys, json\nsys.path.insert(0, {str(bundle)!r})\nfrom monai.bundle import ConfigParser\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +81,7 @@ def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_pa
 
 
 def test_weighted_sampler_balances_a_2_8_to_1_training_set(bundle, small_brats):
-    counts = _in_bundle(
+    counts = run_in_bundle(
         bundle,
         f"""
 import torch
@@ -113,7 +99,7 @@ print(json.dumps({{"hgg": sum(labels), "lgg": len(labels) - sum(labels)}}))
 
 
 def test_param_groups_carry_two_learning_rates_and_schedule_warms_up_then_decays(bundle, small_brats):
-    result = _in_bundle(
+    result = run_in_bundle(
         bundle,
         f"""
 parser = ConfigParser()
@@ -143,31 +129,7 @@ print(json.dumps({{"groups": groups, "lrs": lrs, "total": total}}))
 
 
 def test_traced_export_matches_eager(bundle, trained, tmp_path):
-    ts = tmp_path / "model.ts"
-    subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
-         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
-         "--config_file", "configs/inference.json", "--use_trace", "True",
-         "--input_shape", "[1,4,32,32,32]", "--feature_size", "12"],
-        cwd=bundle, check=True, capture_output=True,
-    )  # fmt: skip
-    result = _in_bundle(
-        bundle,
-        f"""
-import torch
-parser = ConfigParser()
-parser.read_config({str(bundle / "configs" / "inference.json")!r})
-parser["feature_size"] = 12
-net = parser.get_parsed_content("network_def")
-net.load_state_dict(torch.load("models/model.pt", weights_only=True))
-net.eval()
-extra = {{"metadata.json": "", "inference.json": ""}}
-traced = torch.jit.load({str(ts)!r}, _extra_files=extra)
-x = torch.randn(2, 4, 32, 32, 32)
-with torch.no_grad():
-    diff = (traced(x) - net(x)).abs().max().item()
-print(json.dumps({{"diff": diff, "meta": json.loads(extra["metadata.json"])["name"]}}))
-""",
-    )
-    assert result["diff"] < 1e-4
-    assert "Swin" in result["meta"]
+    trace = ["--use_trace", "True", "--input_shape", "[1,4,32,32,32]"]
+    out = export_and_compare(bundle, tmp_path / "model.ts", {"feature_size": 12}, *trace)
+    assert out["diff"] < 1e-4
+    assert "Swin" in out["metadata"]["name"]

@@ -1,8 +1,12 @@
-"""The synthetic BraTS generator: layout, file format, determinism, and measurable phenotypes."""
+"""Synthetic BraTS 2018 generator: layout, geometry, determinism and measurable grade phenotypes.
+
+Everything runs on coarse grids (3-6 mm voxels) so the whole file stays fast on 2 CPU cores.
+"""
 
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,154 +15,286 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brats_grading.synthetic import DATASET_DIRNAME, MODALITIES, case_list, generate_case, generate_dataset
+pytest.importorskip("nilearn", reason="the synthetic generator needs nilearn's MNI152 template")
+
+from brats_grading.synthetic import (  # noqa: E402
+    DATASET_DIRNAME,
+    MNI152_NOTICE,
+    MODALITIES,
+    assign_grades,
+    brats_affine,
+    generate_case,
+    generate_dataset,
+    grid_shape,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = (*MODALITIES, "seg")
+CLI = REPO / "scripts" / "make_synthetic_brats.py"
+ID_PATTERN = re.compile(r"^Brats18_SYN_\d{4}_1$")
+FILE_KEYS = (*MODALITIES, "seg")
+
+MAIN = {"n_hgg": 10, "n_lgg": 6, "seed": 3, "difficulty": 0.5, "voxel_mm": 3.0}
+PHENO = {"n_hgg": 12, "n_lgg": 12, "seed": 11, "voxel_mm": 4.0}
 
 
-def _enhancing_fraction(root: Path, grade: str) -> float:
-    cases = sorted((root / grade).iterdir())
-    present = [np.any(np.asarray(nib.load(c / f"{c.name}_seg.nii.gz").dataobj) == 4) for c in cases]
-    return float(np.mean(present))
+def _cases(root: Path) -> dict[str, tuple[str, Path]]:
+    """``{case_id: (grade, folder)}`` as found on disk."""
+    return {
+        p.name: (grade, p)
+        for grade in ("HGG", "LGG")
+        if (root / grade).is_dir()
+        for p in (root / grade).iterdir()
+    }
+
+
+def _load(folder: Path, key: str) -> np.ndarray:
+    return np.asarray(nib.load(folder / f"{folder.name}_{key}.nii.gz").dataobj)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
-def easy(tmp_path_factory) -> Path:
-    return generate_dataset(
-        tmp_path_factory.mktemp("easy"), 12, 12, seed=1, difficulty=0.0, voxel_mm=4.0, workers=2
-    )
+def dataset(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("syn_main"), workers=2, **MAIN)
 
 
 @pytest.fixture(scope="module")
-def hard(tmp_path_factory) -> Path:
-    return generate_dataset(
-        tmp_path_factory.mktemp("hard"), 12, 12, seed=1, difficulty=1.0, voxel_mm=4.0, workers=2
-    )
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    """Three tiny datasets: seed 5 serial, seed 5 parallel, seed 6 parallel."""
+    tiny = {"n_hgg": 2, "n_lgg": 1, "voxel_mm": 5.0, "difficulty": 0.5}
+    return {
+        "serial": generate_dataset(tmp_path_factory.mktemp("serial"), seed=5, workers=1, **tiny),
+        "parallel": generate_dataset(tmp_path_factory.mktemp("parallel"), seed=5, workers=2, **tiny),
+        "other_seed": generate_dataset(tmp_path_factory.mktemp("other"), seed=6, workers=2, **tiny),
+    }
 
 
-def test_layout_and_naming_are_brats_2018(small_brats):
-    assert small_brats.name == DATASET_DIRNAME
-    assert sorted(p.name for p in small_brats.iterdir() if p.is_dir()) == ["HGG", "LGG"]
-    for grade in ("HGG", "LGG"):
-        for case in (small_brats / grade).iterdir():
-            assert case.name.startswith("Brats18_SYN_") and case.name.endswith("_1")
-            assert sorted(p.name for p in case.iterdir()) == sorted(f"{case.name}_{f}.nii.gz" for f in FILES)
-    assert (small_brats / "MNI152_NOTICE.txt").read_text().count("McConnell Brain Imaging Centre") == 1
+@pytest.fixture(scope="module")
+def enhancement_by_difficulty(tmp_path_factory) -> dict[float, dict[str, float]]:
+    """Fraction of cases with enhancing tumour (label 4) per grade, read from the files."""
+    result = {}
+    for difficulty in (0.0, 1.0):
+        root = generate_dataset(
+            tmp_path_factory.mktemp(f"d{difficulty}"), difficulty=difficulty, workers=2, **PHENO
+        )
+        has_enh: dict[str, list[bool]] = {"HGG": [], "LGG": []}
+        for grade, folder in _cases(root).values():
+            has_enh[grade].append(bool((_load(folder, "seg") == 4).any()))
+        result[difficulty] = {g: float(np.mean(v)) for g, v in has_enh.items()}
+    return result
 
 
-def test_survival_csv_lists_hgg_cases_only(small_brats):
-    with open(small_brats / "survival_data.csv", newline="") as handle:
-        rows = list(csv.reader(handle))
+def test_layout_folders_files_and_survival_csv(dataset):
+    assert dataset.name == DATASET_DIRNAME
+    assert sorted(p.name for p in dataset.iterdir()) == [
+        "HGG",
+        "LGG",
+        "MNI152_NOTICE.txt",
+        "survival_data.csv",
+    ]
+    cases = _cases(dataset)
+    grades = [g for g, _ in cases.values()]
+    assert grades.count("HGG") == MAIN["n_hgg"] and grades.count("LGG") == MAIN["n_lgg"]
+    n = MAIN["n_hgg"] + MAIN["n_lgg"]
+    assert sorted(cases) == [f"Brats18_SYN_{i:04d}_1" for i in range(1, n + 1)]
+    for cid, (_, folder) in cases.items():
+        assert ID_PATTERN.match(cid)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{cid}_{k}.nii.gz" for k in FILE_KEYS)
+    with open(dataset / "survival_data.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
     assert rows[0] == ["BraTS18ID", "Age", "Survival", "ResectionStatus"]
-    assert sorted(r[0] for r in rows[1:]) == sorted(p.name for p in (small_brats / "HGG").iterdir())
-    assert all(20 <= float(r[1]) <= 85 and int(r[2]) > 0 and r[3] in {"GTR", "STR", "NA"} for r in rows[1:])
+    hgg = sorted(cid for cid, (g, _) in cases.items() if g == "HGG")
+    assert sorted(r[0] for r in rows[1:]) == hgg
+    for _, age, survival, status in rows[1:]:
+        assert 20.0 <= float(age) <= 85.0
+        assert int(survival) > 0
+        assert status in {"GTR", "STR", "NA"}
 
 
-def test_affine_orientation_dtypes_and_labels(small_brats):
-    case = next((small_brats / "HGG").iterdir())
-    for name in FILES:
-        image = nib.load(case / f"{case.name}_{name}.nii.gz")
-        assert nib.aff2axcodes(image.affine) == ("L", "P", "S")
-        assert image.shape == (80, 80, 52) and image.header.get_zooms() == (3.0, 3.0, 3.0)
-        assert np.allclose(image.affine, [[-3, 0, 0, 0], [0, -3, 0, 239], [0, 0, 3, 0], [0, 0, 0, 1]])
-        assert image.get_data_dtype() == (np.uint8 if name == "seg" else np.int16)
-    seg = np.asarray(nib.load(case / f"{case.name}_seg.nii.gz").dataobj)
-    assert set(np.unique(seg)) <= {0, 1, 2, 4}
+def test_mni_notice_is_copied_into_the_dataset(dataset):
+    text = (dataset / "MNI152_NOTICE.txt").read_text()
+    assert text == MNI152_NOTICE
+    assert "Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre" in text
+    assert (REPO / "docs" / "MNI152_NOTICE.txt").read_text() == MNI152_NOTICE
 
 
-def test_full_size_grid_is_240_240_155_at_1mm():
-    arrays = generate_case("Brats18_SYN_0001_1", "HGG", seed=0, difficulty=0.5, voxel_mm=1.0)
-    assert {a.shape for a in arrays.values()} == {(240, 240, 155)}
+def test_geometry_orientation_dtypes_and_labels(dataset):
+    v = MAIN["voxel_mm"]
+    assert grid_shape(v) == (80, 80, 52)
+    for _, folder in _cases(dataset).values():
+        for key in FILE_KEYS:
+            img = nib.load(folder / f"{folder.name}_{key}.nii.gz")
+            assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+            np.testing.assert_allclose(img.affine, brats_affine(v))
+            assert img.header.get_zooms() == (v, v, v)
+            assert img.shape == grid_shape(v)
+            expected = np.uint8 if key == "seg" else np.int16
+            assert img.get_data_dtype() == expected
+            assert np.asarray(img.dataobj).dtype == expected
+        assert set(np.unique(_load(folder, "seg"))) <= {0, 1, 2, 4}
 
 
-def test_background_is_exactly_zero_and_shared_by_all_modalities(small_brats):
-    case = next((small_brats / "LGG").iterdir())
-    masks = [np.asarray(nib.load(case / f"{case.name}_{m}.nii.gz").dataobj) > 0 for m in MODALITIES]
-    assert all(np.array_equal(masks[0], m) for m in masks[1:])
-    assert 0.05 < masks[0].mean() < 0.5  # a brain, not the whole box
-    seg = np.asarray(nib.load(case / f"{case.name}_seg.nii.gz").dataobj)
-    assert not np.any(seg[~masks[0]])  # tumour labels inside the brain only
+def test_full_size_affine_is_brats_sri24():
+    assert grid_shape(1.0) == (240, 240, 155)
+    expected = np.array([[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    np.testing.assert_array_equal(brats_affine(1.0), expected)
 
 
-def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
-    a = generate_dataset(tmp_path / "a", 1, 1, seed=3, voxel_mm=5.0, workers=1)
-    b = generate_dataset(tmp_path / "b", 1, 1, seed=3, voxel_mm=5.0, workers=2)  # parallel == serial
-    c = generate_dataset(tmp_path / "c", 1, 1, seed=4, voxel_mm=5.0, workers=1)
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*.nii.gz"))
-    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*.nii.gz")) and len(files_a) == 10
-    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
-    assert (a / "survival_data.csv").read_bytes() == (b / "survival_data.csv").read_bytes()
-    t1_a = next(a.rglob("*_t1.nii.gz")).read_bytes()
-    t1_c = next(c.rglob("*_t1.nii.gz")).read_bytes()
-    assert t1_a != t1_c
+def test_background_is_exactly_zero_outside_the_brain(dataset):
+    for _, folder in _cases(dataset).values():
+        images = [_load(folder, m) for m in MODALITIES]
+        brain = images[0] != 0
+        for img in images:
+            assert np.array_equal(img != 0, brain), "modalities disagree on the brain mask"
+            assert img.min() >= 0
+        assert 0.08 < brain.mean() < 0.35  # a skull-stripped brain, not a filled box
+        for axis in (0, 1):  # the in-plane border is background (the brainstem may reach slice 0)
+            assert not brain.take([0, -1], axis=axis).any()
+        assert not _load(folder, "seg")[~brain].any(), "tumour labels outside the brain"
 
 
-def test_ids_do_not_reveal_the_grade():
-    cases = case_list(210, 75, seed=0)
-    grades = [g for _, g in cases]
-    assert grades.count("HGG") == 210 and grades.count("LGG") == 75
+def test_same_seed_gives_byte_identical_files(tmp_path, tiny_runs):
+    again = generate_dataset(tmp_path, seed=5, workers=2, n_hgg=2, n_lgg=1, voxel_mm=5.0, difficulty=0.5)
+    first, second = _files(tiny_runs["parallel"]), _files(again)
+    assert first.keys() == second.keys()
+    assert first == second
+
+
+def test_different_seed_gives_different_data(tiny_runs):
+    a, b = _files(tiny_runs["serial"]), _files(tiny_runs["other_seed"])
+    shared = [k for k in a.keys() & b.keys() if k.endswith("_t1.nii.gz")]
+    assert shared, "no case files in common"
+    assert all(a[k] != b[k] for k in shared)
+
+
+def test_serial_and_parallel_generation_are_identical(tiny_runs):
+    assert _files(tiny_runs["serial"]) == _files(tiny_runs["parallel"])
+
+
+def test_generate_case_matches_the_written_files(tiny_runs):
+    root = tiny_runs["serial"]
+    cid, (grade, folder) = sorted(_cases(root).items())[0]
+    arrays = generate_case(cid, grade, 5, 0.5, 5.0)
+    assert sorted(arrays) == sorted(FILE_KEYS)
+    for key in FILE_KEYS:
+        np.testing.assert_array_equal(arrays[key], _load(folder, key))
+
+
+def test_case_ids_do_not_reveal_grade(dataset):
+    grades = [g for _, (g, _) in sorted(_cases(dataset).items())]
     assert grades != sorted(grades) and grades != sorted(grades, reverse=True)
-    first_lgg = grades.index("LGG")
-    assert first_lgg < 30  # LGG ids are spread over the range, not all after the HGG ones
+    many = [g for _, g in assign_grades(210, 75, seed=0)]
+    assert many.count("HGG") == 210 and many[:210] != ["HGG"] * 210
+    assert [g for _, g in assign_grades(210, 75, seed=1)] != many
 
 
-def test_enhancement_separates_grades_at_low_difficulty(easy):
-    assert _enhancing_fraction(easy, "HGG") >= 0.9
-    assert _enhancing_fraction(easy, "LGG") <= 0.2
+def test_enhancement_nearly_separates_grades_at_difficulty_zero(enhancement_by_difficulty):
+    frac = enhancement_by_difficulty[0.0]
+    assert frac["HGG"] >= 0.9
+    assert frac["LGG"] <= 0.2
 
 
-def test_grade_gap_shrinks_as_difficulty_rises(easy, hard):
-    easy_gap = _enhancing_fraction(easy, "HGG") - _enhancing_fraction(easy, "LGG")
-    hard_gap = _enhancing_fraction(hard, "HGG") - _enhancing_fraction(hard, "LGG")
-    assert hard_gap < easy_gap
+def test_enhancement_gap_shrinks_at_difficulty_one(enhancement_by_difficulty):
+    gap0 = enhancement_by_difficulty[0.0]["HGG"] - enhancement_by_difficulty[0.0]["LGG"]
+    gap1 = enhancement_by_difficulty[1.0]["HGG"] - enhancement_by_difficulty[1.0]["LGG"]
+    assert gap1 < gap0
+    assert gap1 > -0.5  # overlapping, not inverted
 
 
-def test_tissue_contrasts_follow_mri_physics():
-    arrays = generate_case("Brats18_SYN_0005_1", "HGG", seed=2, difficulty=0.0, voxel_mm=2.0)
-    seg = arrays["seg"]
-    brain = arrays["t1"] > 0
-    t1 = arrays["t1"].astype(float)
-    # normal tissue classes from T1 (no template needed): darkest third ~ CSF, brightest ~ WM
-    normal = brain & (seg == 0)
-    low, high = np.percentile(t1[normal], [15, 85])
-    csf, wm = normal & (t1 < low), normal & (t1 > high)
-    assert arrays["t2"][csf].mean() > arrays["t2"][wm].mean()  # CSF bright on T2
-    assert arrays["flair"][csf].mean() < arrays["flair"][wm].mean() * 1.2  # CSF dark on FLAIR
-    if np.any(seg == 4):
-        assert arrays["t1ce"][seg == 4].mean() > 1.3 * arrays["t1ce"][wm].mean()  # enhancing rim
-    assert arrays["flair"][seg == 2].mean() > arrays["flair"][normal].mean()  # edema bright on FLAIR
+def _normal_tissue(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Images plus WM-like (brightest T1 quartile) and CSF-like (darkest 5 % T1) normal voxels."""
+    images = {m: _load(folder, m).astype(np.float64) for m in MODALITIES}
+    seg = _load(folder, "seg")
+    normal = (images["t1"] > 0) & (seg == 0)
+    t1 = images["t1"][normal]
+    wm = normal & (images["t1"] >= np.quantile(t1, 0.75))
+    csf = normal & (images["t1"] <= np.quantile(t1, 0.05))
+    return images, wm, csf
 
 
-def test_existing_dataset_is_not_overwritten(tmp_path):
-    generate_dataset(tmp_path, 1, 1, seed=0, voxel_mm=6.0, workers=1)
-    with pytest.raises(FileExistsError, match=DATASET_DIRNAME):
-        generate_dataset(tmp_path, 1, 1, seed=0, voxel_mm=6.0, workers=1)
+def test_enhancing_tumour_is_brighter_than_white_matter_on_t1ce(dataset):
+    ratios = []
+    for grade, folder in _cases(dataset).values():
+        enh = _load(folder, "seg") == 4
+        if grade != "HGG" or enh.sum() < 3:
+            continue
+        images, wm, _ = _normal_tissue(folder)
+        ratios.append(images["t1ce"][enh].mean() / images["t1ce"][wm].mean())
+    assert len(ratios) >= 5
+    assert min(ratios) > 1.0
+    assert np.median(ratios) > 1.15
 
 
-def test_bad_arguments_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="difficulty"):
-        generate_dataset(tmp_path, 1, 1, difficulty=1.5)
-    with pytest.raises(ValueError, match="grade"):
-        generate_case("Brats18_SYN_0001_1", "GBM", seed=0, difficulty=0.5, voxel_mm=4.0)
+def test_csf_is_dark_on_flair_and_bright_on_t2_relative_to_white_matter(dataset):
+    for _, folder in _cases(dataset).values():
+        images, wm, csf = _normal_tissue(folder)
+        assert images["flair"][csf].mean() < images["flair"][wm].mean()
+        assert images["t2"][csf].mean() > 1.3 * images["t2"][wm].mean()
+        assert images["t1"][csf].mean() < images["t1"][wm].mean()
 
 
-def test_cli_help_and_tiny_dataset(tmp_path):
-    script = str(REPO / "scripts" / "make_synthetic_brats.py")
-    help_text = subprocess.run(
-        [sys.executable, script, "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    for option in ("--hgg", "--lgg", "--seed", "--difficulty", "--voxel-mm", "--workers", "--overwrite"):
-        assert option in help_text
-    args = ["--output-dir", str(tmp_path), "--hgg", "2", "--lgg", "1", "--voxel-mm", "6", "--workers", "1"]
-    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert len(list((tmp_path / DATASET_DIRNAME).rglob("*_flair.nii.gz"))) == 3
-    again = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
-    assert again.returncode == 2 and "already holds data" in again.stderr
+def test_refuses_to_write_into_non_empty_dataset_root(tmp_path):
+    root = tmp_path / DATASET_DIRNAME
+    root.mkdir()
+    (root / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match=re.escape(str(root))):
+        generate_dataset(tmp_path, n_hgg=1, n_lgg=0, voxel_mm=6.0, workers=1)
+    assert (root / "keep.txt").read_text() == "user data"
+    generate_dataset(tmp_path, n_hgg=1, n_lgg=0, voxel_mm=6.0, workers=1, overwrite=True)
+    assert not (root / "keep.txt").exists()
+    assert len(_cases(root)) == 1
 
 
-def test_the_shipped_notice_is_the_one_written_into_datasets():
-    from brats_grading.synthetic import MNI_NOTICE
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"difficulty": 1.5},
+        {"voxel_mm": 0.0},
+        {"n_hgg": -1},
+        {"n_hgg": 0, "n_lgg": 0},
+        {"seed": -3},
+        {"workers": 0},
+    ],
+)
+def test_invalid_arguments_are_rejected_before_writing(tmp_path, kwargs):
+    with pytest.raises(ValueError):
+        generate_dataset(tmp_path, **{"n_hgg": 1, "n_lgg": 1, "voxel_mm": 6.0, **kwargs})
+    assert not (tmp_path / DATASET_DIRNAME).exists()
 
-    assert (REPO / "docs" / "MNI152_NOTICE.txt").read_text() == MNI_NOTICE
+
+def test_cli_help_lists_every_option():
+    proc = subprocess.run([sys.executable, str(CLI), "--help"], capture_output=True, text=True, check=True)
+    for option in (
+        "--output-dir",
+        "--n-hgg",
+        "--n-lgg",
+        "--seed",
+        "--difficulty",
+        "--voxel-mm",
+        "--workers",
+        "--overwrite",
+    ):
+        assert option in proc.stdout
+
+
+def test_cli_generates_a_tiny_dataset(tmp_path):
+    cmd = [
+        sys.executable,
+        str(CLI),
+        "--output-dir",
+        str(tmp_path),
+        "--hgg",
+        "1",
+        "--lgg",
+        "1",
+        "--voxel-mm",
+        "6",
+    ]
+    proc = subprocess.run([*cmd, "--workers", "1"], capture_output=True, text=True, check=True)
+    root = tmp_path / DATASET_DIRNAME
+    assert proc.stdout.strip().splitlines()[-1] == str(root)
+    assert sorted(g for g, _ in _cases(root).values()) == ["HGG", "LGG"]
+    refused = subprocess.run(cmd, capture_output=True, text=True)
+    assert refused.returncode != 0 and str(root) in refused.stderr
