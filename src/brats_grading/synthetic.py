@@ -60,7 +60,7 @@ NOTICE_FILENAME = "MNI152_NOTICE.txt"
 BRATS_SHAPE_1MM = (240, 240, 155)
 #: Cases are numbered 1..N with four digits, so at most 9999 cases fit the naming scheme.
 MAX_CASES = 9999
-#: gzip level 6 is about twice as fast as 9 for 3 % larger files (see docs/synthetic_data.md).
+#: gzip level 6 is about twice as fast as 9 for ~1 % larger files (see docs/synthetic_data.md).
 GZIP_LEVEL = 6
 
 MNI152_NOTICE = """\
@@ -577,9 +577,10 @@ def _warp_tissues(
     """Brain fraction, GM and WM maps on the crop ``[lo, hi)`` of the BraTS grid.
 
     Only voxels that can touch the brain are interpolated (order 1): below 2 mm a coarse pass at
-    twice the voxel size finds them, which skips most of the background in the bounding box.  The mass effect is
-    folded into the same sampling positions: within ``support`` of the tumour centre every voxel
-    samples the template closer to the centre, so surrounding tissue appears pushed outwards.
+    twice the voxel size finds them, which skips most of the background of the bounding box (the
+    interpolation dominates the cost of a case).  The mass effect is folded into the same sampling
+    positions: within ``support`` of the tumour centre every voxel samples the template closer to
+    the centre, so surrounding tissue appears pushed outwards.
     """
     crop_shape = tuple(int(n) for n in hi - lo)
     if v < 2.0:
