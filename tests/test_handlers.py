@@ -158,3 +158,19 @@ def test_checkpoint_metric_check_catches_a_mismatch(tmp_path):
         assert "0.7" in str(err) and "0.8" in str(err)
     else:
         raise AssertionError("a mismatching AUC must fail")
+
+
+def test_epoch_metrics_fail_clearly_when_training_diverged(tmp_path):
+    from brats_grading.components.handlers import EpochMetrics
+    from brats_grading.components.report import RunReport
+
+    outputs = iter([[{"pred": torch.tensor([float("nan"), 0.0]), "label": torch.tensor(1)}]])
+    engine = Engine(lambda e, b: next(outputs))
+    engine.add_event_handler(Events.ITERATION_STARTED, lambda e: setattr(e.state, "batch", [{"id": "c1"}]))
+    EpochMetrics(RunReport(tmp_path), "train").attach(engine)
+    try:
+        engine.run([0])
+    except FloatingPointError as err:
+        assert "train epoch 1" in str(err) and "non-finite" in str(err)
+    else:
+        raise AssertionError("non-finite outputs must stop training with a clear error")

@@ -258,7 +258,7 @@ def test_bfloat16_autocast_training_with_focal_loss_and_sgd(bundle, small_brats,
         "--publish_model",
         "False",
     ]
-    run_bundle(bundle, ["train.json"], *args, "--use_ema", "False", "--layout", "strided")
+    run_bundle(bundle, ["train.json"], *args, "--use_ema", "False")
     run = next((tmp_path / "fold_0").glob("run_*"))
     metrics = json.loads((run / "metrics" / "metrics.json").read_text())
     assert metrics["final"]["source"] == "val"  # EMA off: no val_ema evaluator

@@ -409,3 +409,10 @@ def test_missing_checkpoint_raises_file_not_found_naming_path(
     path = tmp_path / "absent" / "resnet_50_23dataset.pth"
     with pytest.raises(FileNotFoundError, match="resnet_50_23dataset.pth.*Nothing is downloaded"):
         medicalnet.load_medicalnet_weights(strided_model, path)
+
+
+def test_normed_head_gradient_is_finite_for_an_all_zero_feature_row() -> None:
+    head = networks.NormedLinear(8, 2)
+    features = torch.zeros(2, 8, requires_grad=True)
+    head(features).sum().backward()
+    assert torch.isfinite(features.grad).all() and torch.isfinite(head.weight.grad).all()

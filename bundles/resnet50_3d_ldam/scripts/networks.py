@@ -26,6 +26,16 @@ _MEDICALNET_DILATION = {"layer3": 2, "layer4": 4}
 _FEATURES = 2048  # 512 planes x bottleneck expansion 4
 
 
+def _unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, in float32, with a gradient that stays finite at a zero row.
+
+    ``F.normalize`` back-propagates 0/0 = NaN through the norm of an all-zero row (a ReLU feature
+    vector can be all zero, more often under bfloat16); eps inside the square root avoids that.
+    """
+    x = x.float()
+    return x * torch.rsqrt((x * x).sum(dim=1, keepdim=True) + eps)
+
+
 class NormedLinear(nn.Module):
     """Cosine-similarity last layer, as in the LDAM paper (Cao et al., NeurIPS 2019).
 
@@ -48,7 +58,7 @@ class NormedLinear(nn.Module):
         nn.init.xavier_normal_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+        return F.linear(_unit_rows(x), _unit_rows(self.weight))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

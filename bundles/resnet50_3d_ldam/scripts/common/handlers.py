@@ -115,6 +115,11 @@ class EpochMetrics:
             logits = evenly_divisible_all_gather(logits, concat=True)
             labels = evenly_divisible_all_gather(labels, concat=True)
             ids = string_list_all_gather(ids)
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(
+                f"{self.prefix} epoch {engine.state.epoch}: the network produced non-finite outputs (training "
+                "diverged); lower learning_rate, keep grad_clip on, or train in float32 (autocast_dtype)"
+            )
         probs = torch.softmax(self.logit_scale * logits, dim=1)[:, 1].tolist()
         metrics = classification_metrics(labels.tolist(), probs)
         if self.losses:
