@@ -14,8 +14,10 @@ from conftest import copy_bundle
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("bundle_name", ["resnet50_3d_ldam"])
-def test_two_process_training_saves_once_and_agrees(bundle_name, small_brats, tmp_path):
+@pytest.mark.parametrize(
+    ("bundle_name", "extra"), [("resnet50_3d_ldam", []), ("swin_unetr_cls", ["--feature_size", "12"])]
+)
+def test_two_process_training_saves_once_and_agrees(bundle_name, extra, small_brats, tmp_path):
     bundle = copy_bundle(bundle_name, tmp_path)
     output = tmp_path / "runs"
     cmd = [
@@ -25,7 +27,7 @@ def test_two_process_training_saves_once_and_agrees(bundle_name, small_brats, tm
         "--logging_file", "configs/logging.conf",
         "--dataset_dir", str(small_brats), "--output_dir", str(output),
         "--spatial_size", "[32,32,32]", "--epochs", "2", "--batch_size", "2", "--num_workers", "0",
-        "--use_weighted_sampler", "True", "--publish_model", "False",
+        "--use_weighted_sampler", "True", "--publish_model", "False", *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, env=env, timeout=900)

@@ -133,3 +133,17 @@ def test_traced_export_matches_eager(bundle, trained, tmp_path):
     out = export_and_compare(bundle, tmp_path / "model.ts", {"feature_size": 12}, *trace)
     assert out["diff"] < 1e-4
     assert "Swin" in out["metadata"]["name"]
+
+
+def test_bundle_properties_resolve(bundle, small_brats):
+    result = run_in_bundle(
+        bundle,
+        f"""
+from monai.bundle import ConfigWorkflow
+wf = ConfigWorkflow(config_file="configs/train.json", workflow_type="train", dataset_dir={str(small_brats)!r},
+                    output_dir={str(bundle / "runs_props")!r}, spatial_size=[32, 32, 32], feature_size=12)
+wf.initialize()
+print(json.dumps({{"missing": wf.check_properties() or []}}))
+""",
+    )
+    assert result["missing"] == []
