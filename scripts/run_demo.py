@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default: 0)")
     args = parser.parse_args(argv)
+    # the bundle commands run inside the bundle folder: hand them absolute paths
+    args.data_dir, args.output_dir = args.data_dir.resolve(), args.output_dir.resolve()
 
     python = sys.executable
     dataset = args.data_dir / "MICCAI_BraTS_2018_Data_Training"
