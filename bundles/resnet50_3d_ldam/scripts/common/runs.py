@@ -112,13 +112,15 @@ def log_to_file(run_dir: str | Path, prefix: str = "train") -> str:
     return str(path)
 
 
-def stored_score(checkpoint: str | Path) -> float:
-    """The validation selection score saved beside a checkpoint's weights (-inf when absent)."""
+def stored_metrics(checkpoint: str | Path) -> dict:
+    """The validation metrics saved beside a checkpoint's weights (``{}`` when it holds none).
+
+    The file is memory-mapped, so reading the metrics does not read the weights.
+    """
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    metrics = state.get("metrics") if isinstance(state, dict) else None
-    return float(metrics["selection_score"]) if metrics and "selection_score" in metrics else float("-inf")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return dict(state.get("metrics") or {}) if isinstance(state, dict) else {}
 
 
 def select_checkpoint(candidates: list[str | Path]) -> str | None:
@@ -126,7 +128,7 @@ def select_checkpoint(candidates: list[str | Path]) -> str | None:
     existing = [Path(c) for c in candidates if Path(c).is_file()]
     if not existing:
         return None
-    scores = [stored_score(c) for c in existing]
+    scores = [stored_metrics(c).get("selection_score", float("-inf")) for c in existing]
     return str(existing[scores.index(max(scores))])
 
 

@@ -22,7 +22,7 @@ from monai.utils import evenly_divisible_all_gather, set_determinism, string_lis
 
 from .report import RunReport
 from .reporting import classification_metrics, write_prediction_csv
-from .runs import select_checkpoint
+from .runs import select_checkpoint, stored_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -444,12 +444,8 @@ class CheckpointMetricCheck:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
-    def stored_auc(self) -> float | None:
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        return (state.get("metrics") or {}).get("auc") if isinstance(state, dict) else None
-
     def __call__(self, engine: Engine) -> None:
-        stored = self.stored_auc()
+        stored = stored_metrics(self.checkpoint_path).get("auc")
         if stored is None:
             logger.warning(f"{self.checkpoint_path} stores no AUC: nothing to check against")
             return
