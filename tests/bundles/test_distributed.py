@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import copy_bundle
+from helpers import copy_bundle
 
 pytestmark = pytest.mark.slow
 

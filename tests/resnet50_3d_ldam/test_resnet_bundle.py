@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
+from helpers import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
 
 pytestmark = pytest.mark.slow
 

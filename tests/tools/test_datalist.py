@@ -13,11 +13,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import REPO
 
 from brats_grading.components.data import CHANNEL_ORDER, DatasetError, load_records, scan_cases
 from brats_grading.datalist import assign_folds, build_datalist, write_datalist
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _write_case(folder: Path, case_id: str, modalities=(*CHANNEL_ORDER, "seg")) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 pytest.importorskip("nilearn", reason="the synthetic generator needs nilearn's MNI152 template")
 
+from helpers import REPO
+
 from brats_grading.synthetic import (  # noqa: E402
     DATASET_DIRNAME,
     MNI152_NOTICE,
@@ -28,7 +30,6 @@ from brats_grading.synthetic import (  # noqa: E402
     grid_shape,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "scripts" / "make_synthetic_brats.py"
 ID_PATTERN = re.compile(r"^Brats18_SYN_\d{4}_1$")
 FILE_KEYS = (*MODALITIES, "seg")

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import import_bundle_scripts
 from ignite.engine import Engine, Events
 from torch import nn
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "bundles" / "resnet50_3d_ldam" / "scripts"
-PACKAGE = "resnet_bundle_scripts"  # unique name: other bundles also ship a top-level `scripts` package
-
-
-def _import_bundle_module(name: str) -> ModuleType:
-    """Import ``scripts.<name>`` of this bundle by file path, under the package name ``PACKAGE``."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, SCRIPTS_DIR / "__init__.py", submodule_search_locations=[str(SCRIPTS_DIR)]
-        )
-        assert spec is not None and spec.loader is not None
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module(f"{PACKAGE}.{name}")
-
-
-networks = _import_bundle_module("networks")
-medicalnet = _import_bundle_module("medicalnet")
-losses = _import_bundle_module("losses")
+networks = import_bundle_scripts("resnet50_3d_ldam", "networks")
+medicalnet = import_bundle_scripts("resnet50_3d_ldam", "medicalnet")
+losses = import_bundle_scripts("resnet50_3d_ldam", "losses")
 
 FC_KEYS = ["fc.1.weight", "fc.1.bias"]
 

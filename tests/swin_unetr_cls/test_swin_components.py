@@ -6,39 +6,21 @@ with the ``scripts`` packages of the other bundles. Models are tiny (feature_siz
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from helpers import import_bundle_scripts
 from monai.bundle import ConfigParser
 from monai.optimizers import generate_param_groups
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "bundles" / "swin_unetr_cls" / "scripts"
-PACKAGE = "swin_bundle_scripts"
 SIZE = 32
 FS = 12
 
-
-def _load_package() -> ModuleType:
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, SCRIPTS_DIR / "__init__.py", submodule_search_locations=[str(SCRIPTS_DIR)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = module
-        spec.loader.exec_module(module)
-    return sys.modules[PACKAGE]
-
-
-_load_package()
-networks = importlib.import_module(f"{PACKAGE}.networks")
-ssl_weights = importlib.import_module(f"{PACKAGE}.ssl_weights")
+networks = import_bundle_scripts("swin_unetr_cls", "networks")
+ssl_weights = import_bundle_scripts("swin_unetr_cls", "ssl_weights")
 SwinEncoderClassifier = networks.SwinEncoderClassifier
 
 

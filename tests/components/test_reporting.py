@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import read_csv
+from helpers import read_csv
 
 from brats_grading.components.report import RunReport
 from brats_grading.components.reporting import (

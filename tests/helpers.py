@@ -1,0 +1,132 @@
+"""Helpers the tests share: paths, importing a bundle's ``scripts`` package, running a bundle.
+
+Every bundle names its component package ``scripts``; tests import one under a unique name with
+:func:`import_bundle_scripts`, or run bundle code in a subprocess with :func:`run_in_bundle`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = REPO / "bundles"
+
+
+def import_bundle_scripts(bundle: str, module: str | None = None) -> ModuleType:
+    """Import ``bundles/<bundle>/scripts[.<module>]`` under the unique package name ``<bundle>_scripts``."""
+    package = f"{bundle}_scripts"
+    if package not in sys.modules:
+        scripts_dir = BUNDLES / bundle / "scripts"
+        spec = importlib.util.spec_from_file_location(
+            package, scripts_dir / "__init__.py", submodule_search_locations=[str(scripts_dir)]
+        )
+        assert spec is not None and spec.loader is not None
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[package] = loaded
+        spec.loader.exec_module(loaded)
+    return importlib.import_module(f"{package}.{module}" if module else package)
+
+
+def copy_bundle(name: str, destination: Path) -> Path:
+    """Copy a bundle alone (as a user would unzip it), without caches or previous runs."""
+    target = destination / name
+    shutil.copytree(
+        BUNDLES / name,
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "runs", "predictions", "*.pt", "*.ts"),
+    )
+    return target
+
+
+def run_bundle(
+    bundle_dir: Path, config_files: list[str], *overrides: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` in the bundle folder, as the bundle README writes it.
+
+    The repository is kept off ``sys.path`` and ``brats_grading`` is made unimportable, so the run
+    proves the bundle is self-contained.
+    """
+    configs = "['" + "','".join(f"configs/{c}" for c in config_files) + "']"
+    code = (
+        "import sys; sys.modules['brats_grading'] = None; "
+        f"sys.path = [p for p in sys.path if not p.startswith({str(REPO / 'src')!r})]; "
+        "from monai.bundle.__main__ import *; import fire; fire.Fire()"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "run",
+        "--config_file",
+        configs,
+        "--logging_file",
+        "configs/logging.conf",
+    ]
+    cmd += list(overrides)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONHASHSEED"] = "0"
+    result = subprocess.run(cmd, cwd=bundle_dir, env=env, capture_output=True, text=True, timeout=1200)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"bundle run failed ({result.returncode}): {' '.join(cmd[3:])}\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_in_bundle(bundle_dir: Path, code: str) -> dict:
+    """Run ``code`` in a fresh process with the bundle's ``scripts`` importable; return its last line as JSON.
+
+    A separate process because every bundle names its package ``scripts``: one per process.
+    """
+    prelude = f"import sys, json, torch\nsys.path.insert(0, {str(bundle_dir)!r})\nfrom monai.bundle import ConfigParser\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle_dir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def export_and_compare(bundle_dir: Path, filepath: Path, overrides: dict, *export_args: str) -> dict:
+    """``monai.bundle ckpt_export`` of ``models/model.pt``, then the largest difference from the eager network.
+
+    Returns ``{"diff": max |exported - eager|, "metadata": the embedded metadata.json}``.
+    """
+    cli = [f"--{k}={v}" for k, v in overrides.items()]
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(filepath),
+         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
+         "--config_file", "configs/inference.json", *export_args, *cli],
+        cwd=bundle_dir, check=True, capture_output=True,
+    )  # fmt: skip
+    return run_in_bundle(
+        bundle_dir,
+        f"""
+parser = ConfigParser()
+parser.read_config("configs/inference.json")
+parser.update({overrides!r})
+net = parser.get_parsed_content("network_def")
+net.load_state_dict(torch.load("models/model.pt", weights_only=True))
+net.eval()
+extra = {{"metadata.json": "", "inference.json": ""}}
+exported = torch.jit.load({str(filepath)!r}, _extra_files=extra)
+x = torch.randn(2, 4, 32, 32, 32)
+with torch.no_grad():
+    diff = (exported(x) - net(x)).abs().max().item()
+print(json.dumps({{"diff": diff, "metadata": json.loads(extra["metadata.json"])}}))
+""",
+    )
