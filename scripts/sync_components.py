@@ -24,14 +24,21 @@ def bundle_targets() -> list[Path]:
     return sorted(p / "scripts" / "common" for p in BUNDLES.iterdir() if (p / "configs").is_dir())
 
 
-def source_files() -> list[Path]:
-    return sorted(SOURCE.glob("*.py"))
+def _python_files(folder: Path) -> set[str]:
+    """Paths (relative, POSIX) of every ``.py`` file under ``folder``, sub-packages included."""
+    if not folder.is_dir():
+        return set()
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def source_files() -> list[str]:
+    return sorted(_python_files(SOURCE))
 
 
 def differences(target: Path) -> list[str]:
-    """Names of files missing, differing, or extra in ``target`` compared with the source."""
-    wanted = {p.name for p in source_files()}
-    present = {p.name for p in target.glob("*.py")} if target.is_dir() else set()
+    """Relative paths of files missing, differing, or extra in ``target`` compared with the source."""
+    wanted = set(source_files())
+    present = _python_files(target)
     problems = sorted(present - wanted)
     for name in sorted(wanted):
         if name not in present or not filecmp.cmp(SOURCE / name, target / name, shallow=False):
@@ -41,10 +48,11 @@ def differences(target: Path) -> list[str]:
 
 def sync(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    for stale in set(p.name for p in target.glob("*.py")) - {p.name for p in source_files()}:
+    for stale in _python_files(target) - set(source_files()):
         (target / stale).unlink()
-    for path in source_files():
-        shutil.copyfile(path, target / path.name)
+    for name in source_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SOURCE / name, target / name)
 
 
 def _shown(path: Path) -> str:

@@ -84,10 +84,10 @@ def test_ldam_rejects_invalid_arguments(kwargs: dict, message: str) -> None:
         losses.LDAMLoss(**kwargs)
 
 
-def test_ldam_without_margin_equals_scaled_cross_entropy() -> None:
-    logits = torch.randn(8, 2)
+def test_ldam_without_margin_equals_plain_cross_entropy_on_the_logits() -> None:
+    logits = 30.0 * torch.randn(8, 2)  # the head carries the scale: logits = s * cos
     labels = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0])
-    expected = F.cross_entropy(30.0 * logits, labels)
+    expected = F.cross_entropy(logits, labels)
     assert torch.allclose(losses.LDAMLoss([10, 30], max_m=0.0, s=30.0)(logits, labels), expected)
     ones = losses.LDAMLoss([10, 30], max_m=0.0, s=30.0, weight=[1.0, 1.0])
     assert torch.allclose(ones(logits, labels), expected)
@@ -98,17 +98,29 @@ def test_ldam_with_weights_equals_weighted_cross_entropy() -> None:
     labels = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0])
     weight = torch.tensor([1.7, 1.0])
     loss = losses.LDAMLoss([10, 30], max_m=0.0, s=5.0, weight=weight)
-    assert torch.allclose(loss(logits, labels), F.cross_entropy(5.0 * logits, labels, weight=weight))
+    assert torch.allclose(loss(logits, labels), F.cross_entropy(logits, labels, weight=weight))
 
 
-def test_ldam_margin_lowers_only_the_target_logit() -> None:
-    logits = torch.tensor([[0.2, -0.1], [0.3, 0.4]])
+def test_ldam_margin_lowers_only_the_target_logit_by_s_times_its_margin() -> None:
+    logits = torch.tensor([[2.0, -1.0], [3.0, 4.0]])  # s * cos with s = 10
     labels = torch.tensor([0, 1])
     loss = losses.LDAMLoss([75, 210], max_m=0.5, s=10.0, reduction="none")
-    # Sample 0 (class 0, margin 0.5): [0.2 - 0.5, -0.1]; sample 1 (class 1, margin 0.386527588): [0.3, 0.4 - m1].
-    adjusted = torch.tensor([[0.2 - 0.5, -0.1], [0.3, 0.4 - 0.386527588]])
-    expected = -torch.log_softmax(10.0 * adjusted, dim=1)[[0, 1], [0, 1]]
+    # Sample 0 (class 0, margin 0.5): [2 - 10 * 0.5, -1]; sample 1 (class 1, margin 0.386527588): [3, 4 - 10 m1].
+    adjusted = torch.tensor([[2.0 - 5.0, -1.0], [3.0, 4.0 - 3.86527588]])
+    expected = -torch.log_softmax(adjusted, dim=1)[[0, 1], [0, 1]]
     assert torch.allclose(loss(logits, labels), expected, atol=1e-5)
+
+
+def test_ldam_on_scaled_cosines_equals_the_papers_formula() -> None:
+    # Cao et al.: cross_entropy(s * (cos - m_y * onehot(y))), with cosines from a normalised last layer.
+    torch.manual_seed(0)
+    cos = torch.rand(32, 2) * 2 - 1
+    labels = torch.randint(0, 2, (32,))
+    margins = losses.ldam_margins([75, 210], max_m=0.5)
+    for s, weight in ((30.0, None), (16.0, torch.tensor([1.7, 1.0]))):
+        reference = F.cross_entropy(s * (cos - margins * F.one_hot(labels, 2)), labels, weight=weight)
+        loss = losses.LDAMLoss([75, 210], max_m=0.5, s=s, weight=weight)
+        assert torch.allclose(loss(s * cos, labels), reference, atol=1e-5)
 
 
 def test_ldam_accepts_column_float_and_onehot_targets() -> None:
@@ -289,14 +301,113 @@ def test_head_is_dropout_then_xavier_linear_with_zero_bias(medicalnet_model: nn.
     assert torch.all(medicalnet_model.bn1.weight == 1) and torch.all(medicalnet_model.bn1.bias == 0)
 
 
-def test_normed_head_outputs_cosines_within_unit_interval() -> None:
+def test_normed_head_outputs_cosines_times_the_logit_scale() -> None:
+    torch.manual_seed(0)
+    model = networks.MedicalNetResNet50(
+        in_channels=4, layout="strided", normed_head=True, logit_scale=30.0
+    ).eval()
+    assert isinstance(model.fc[1], networks.NormedLinear)
+    x = torch.randn(3, 4, 32, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+        features = torch.flatten(model.avgpool(model.feature_maps(x)["layer4"]), 1)
+    assert logits.shape == (3, 2)
+    assert bool((logits.abs() <= 30.0 * (1.0 + 1e-6)).all())
+    cosines = F.normalize(features, dim=1) @ F.normalize(model.fc[1].weight.detach(), dim=1).T
+    assert torch.allclose(logits, 30.0 * cosines, atol=1e-4)
+
+
+def test_normed_head_is_identity_then_normed_linear_keeping_the_state_dict_keys() -> None:
+    model = networks.MedicalNetResNet50(layout="strided", normed_head=True, dropout=0.3, logit_scale=16.0)
+    identity, head = model.fc
+    assert isinstance(identity, nn.Identity) and isinstance(head, networks.NormedLinear)
+    assert (head.in_features, head.out_features, head.dropout, head.scale) == (2048, 2, 0.3, 16.0)
+    assert {k for k in model.state_dict() if k.startswith("fc.")} == {"fc.1.weight"}
+    assert losses.NormedLinear is networks.NormedLinear  # still re-exported by losses
+
+
+def test_logit_scale_is_ignored_by_the_plain_linear_head() -> None:
+    torch.manual_seed(0)
+    plain = networks.MedicalNetResNet50(layout="strided", logit_scale=5.0)
+    torch.manual_seed(0)
+    default = networks.MedicalNetResNet50(layout="strided")
+    assert isinstance(plain.fc[1], nn.Linear)
+    assert torch.equal(plain.fc[1].weight, default.fc[1].weight)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"dropout": 1.0}, "dropout"), ({"scale": 0.0}, "scale"), ({"scale": math.inf}, "scale")],
+)
+def test_normed_linear_rejects_invalid_dropout_and_scale(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        networks.NormedLinear(8, 2, **kwargs)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def test_normed_head_stays_float32_under_bfloat16_autocast() -> None:
+    torch.manual_seed(0)
+    head = networks.NormedLinear(2048, 2, scale=30.0).eval()
+    features = torch.relu(torch.randn(16, 2048))
+    with torch.no_grad():
+        reference = head(features)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = head(features)
+            logits_from_bf16 = head(features.bfloat16())  # a bfloat16 backbone's output is cast up
+            naive = 30.0 * F.linear(_unit(features), _unit(head.weight))  # the old, unguarded matmul
+    assert reference.dtype == logits.dtype == logits_from_bf16.dtype == torch.float32
+    assert torch.allclose(logits, reference, atol=1e-5)
+    assert torch.allclose(logits_from_bf16, head(features.bfloat16().float()), atol=1e-5)
+    assert naive.dtype == torch.bfloat16  # what the guard prevents: a visibly coarser result
+    assert float((naive.float() - reference).abs().max()) > 1e-3
+
+
+def test_normed_model_output_is_float32_under_bfloat16_autocast_and_matches_the_float32_head() -> None:
     torch.manual_seed(0)
     model = networks.MedicalNetResNet50(in_channels=4, layout="strided", normed_head=True).eval()
-    assert isinstance(model.fc[1], networks.NormedLinear)
+    x = torch.randn(2, 4, 32, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        features = torch.flatten(model.avgpool(model.feature_maps(x)["layer4"]), 1)
+        assert model.conv1(x).dtype == torch.bfloat16  # the backbone's convs do run in low precision
+    assert logits.dtype == torch.float32
     with torch.no_grad():
-        logits = model(torch.randn(3, 4, 32, 32, 32))
-    assert logits.shape == (3, 2)
-    assert bool((logits.abs() <= 1.0 + 1e-6).all())
+        assert torch.allclose(logits, model.fc(features.float()), atol=1e-5)
+
+
+def test_normed_head_dropout_keeps_the_expected_training_cosine_equal_to_the_eval_cosine() -> None:
+    torch.manual_seed(0)
+    p = 0.4
+    head = networks.NormedLinear(2048, 2, dropout=p, scale=30.0)
+    with torch.no_grad():
+        # A feature with cosine ~0.78 to class 1, replicated: each row gets its own dropout mask.
+        feature = _unit(head.weight[1]) + 0.8 * torch.randn(2048) / math.sqrt(2048)
+        rows = feature.expand(4000, -1).clone()
+        expected = head.eval()(rows[:1])[0]
+        trained = head.train()(rows).mean(dim=0)
+        old_placement = nn.Sequential(nn.Dropout(p), networks.NormedLinear(2048, 2, scale=30.0))
+        old_placement[1].weight.copy_(head.weight)
+        old = old_placement.train()(rows).mean(dim=0)
+    assert float(expected[1]) > 0.3 * 30.0  # a clearly non-zero cosine, so the ratio is meaningful
+    ratio, old_ratio = (trained / expected)[1].item(), (old / expected)[1].item()
+    assert ratio == pytest.approx(1.0, abs=0.02)
+    assert old_ratio == pytest.approx(math.sqrt(1 - p), abs=0.02)  # 0.775: dropout before normalising
+
+
+def test_cross_entropy_on_the_normed_models_logits_is_no_longer_capped() -> None:
+    # With bare cosines in [-1, 1], CE could not go below log(1 + e^-2) = 0.127, nor P(class) above 0.881.
+    torch.manual_seed(0)
+    model = networks.MedicalNetResNet50(layout="strided", normed_head=True, logit_scale=30.0).eval()
+    with torch.no_grad():
+        aligned = model.fc[1].weight[1:2].clone()  # a feature pointing along class 1's vector
+        logits = model.fc(aligned)
+    loss = F.cross_entropy(logits, torch.tensor([1]))
+    probability = torch.softmax(logits, dim=1)[0, 1]
+    assert float(loss) < 0.127 and float(probability) > 0.881
+    assert float(probability) > 0.99
 
 
 def test_torchscript_trace_round_trip_gives_same_outputs(medicalnet_model: nn.Module, tmp_path: Path) -> None:
@@ -315,6 +426,16 @@ def test_torchscript_script_gives_same_outputs(strided_model: nn.Module) -> None
     scripted = torch.jit.script(strided_model)
     with torch.no_grad():
         assert torch.allclose(scripted(x), strided_model(x), atol=1e-5)
+
+
+def test_torchscript_script_and_trace_of_the_normed_head_give_same_outputs() -> None:
+    torch.manual_seed(0)
+    head = networks.NormedLinear(64, 2, dropout=0.4, scale=30.0).eval()
+    features = torch.randn(3, 64)
+    with torch.no_grad():
+        expected = head(features)
+        assert torch.allclose(torch.jit.script(head)(features), expected, atol=1e-5)
+        assert torch.allclose(torch.jit.trace(head, features)(features), expected, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------- MedicalNet loading
@@ -342,6 +463,23 @@ def test_medicalnet_checkpoint_loads_into_4_channel_model(
         "adapted": ["conv1.weight"],
     }
     assert f"loaded {total - 2}/{total}" in caplog.text
+
+
+def test_multi_channel_first_conv_is_adapted_by_the_shared_sum_rule(tmp_path: Path) -> None:
+    kernel = torch.randn(64, 2, 7, 7, 7, generator=torch.Generator().manual_seed(2))
+    torch.save({"state_dict": {"module.conv1.weight": kernel}}, tmp_path / "two_channel.pth")
+    model = networks.MedicalNetResNet50(in_channels=4, layout="strided")
+
+    report = medicalnet.load_medicalnet_weights(model, tmp_path / "two_channel.pth", strict_backbone=False)
+
+    assert report["adapted"] == ["conv1.weight"] and report["loaded"] == 1
+    summed = kernel.sum(dim=1, keepdim=True)  # the mean would halve the response of the 2-channel kernel
+    assert torch.allclose(model.conv1.weight, summed.repeat(1, 4, 1, 1, 1) / 4)
+    image, conv = torch.randn(1, 1, 16, 16, 16), model.conv1
+    with torch.no_grad():
+        pretrained = F.conv3d(image.repeat(1, 2, 1, 1, 1), kernel, conv.bias, conv.stride, conv.padding)
+        actual = conv(image.repeat(1, 4, 1, 1, 1))
+    torch.testing.assert_close(actual, pretrained, rtol=1e-4, atol=1e-4)
 
 
 def test_pretrained_path_loads_weights_in_constructor(

@@ -49,7 +49,7 @@ def ldam_margins(class_counts: Sequence[int], max_m: float = 0.5) -> torch.Tenso
 
     Args:
         class_counts: training samples per class.
-        max_m: largest margin (>= 0); 0 turns LDAM into plain scaled cross-entropy.
+        max_m: largest margin (>= 0); 0 turns LDAM into plain cross-entropy.
 
     Returns:
         float32 tensor of shape (num_classes,).
@@ -119,14 +119,17 @@ def _as_weight_tensor(weights: Sequence[float] | torch.Tensor, num_classes: int)
 
 
 class LDAMLoss(nn.Module):
-    """Label-distribution-aware margin loss: cross-entropy of ``s * (logits - m_y * onehot(y))``.
+    """Label-distribution-aware margin (LDAM) loss: ``cross_entropy(logits - s * m_y * onehot(y))``.
 
-    The margin m_y of the true class is subtracted from the target logit only; rarer classes get larger
-    margins (see :func:`ldam_margins`). With ``max_m=0`` and no weight this equals
-    ``F.cross_entropy(s * logits, y)``. The paper assumes a normalised (cosine) last layer, whose logits lie
-    in [-1, 1], so that ``s`` (~30) and margins (~0.5) are on a meaningful scale: use
-    ``MedicalNetResNet50(normed_head=True)``. With an ordinary linear head the loss still works, but ``s``
-    multiplies unbounded logits and should be much smaller (e.g. 1).
+    Takes the logits of a scaled cosine head, ``logits = s * cos`` (``MedicalNetResNet50(normed_head=True,
+    logit_scale=s)``, whose :class:`NormedLinear` carries the scale), and lowers the target logit by
+    ``s * m_y``. That is exactly the paper's ``cross_entropy(s * (cos - m_y * onehot(y)))``, with the scale
+    kept in one place, the head, so the softmax of the network's output is the class probability whatever
+    the loss (cross-entropy or focal loss on the same head train on the same logits). ``s`` must therefore
+    equal the head's ``logit_scale``; the bundle config passes one value to both. Only the true class's
+    margin m_y is used; rarer classes get larger margins (see :func:`ldam_margins`). With ``max_m=0`` and no
+    weight this is ``F.cross_entropy(logits, y)``. With an ordinary linear head the loss still runs, but the
+    margin ``s * m_y`` is then in arbitrary logit units.
 
     Computed in float32 even under autocast (logits are cast up, autocast is disabled inside ``forward``).
 
@@ -135,8 +138,8 @@ class LDAMLoss(nn.Module):
 
     Args:
         class_counts: training samples per class (from the training fold only).
-        max_m: margin of the rarest class, >= 0.
-        s: logit scale, > 0.
+        max_m: margin of the rarest class (in cosine units), >= 0.
+        s: the head's logit scale, > 0; margins are applied as ``s * m_y`` to the logits.
         weight: per-class cross-entropy weights, or ``None``; can be changed later with
             :meth:`set_class_weights` (used by :class:`DeferredReweighting`).
         reduction: ``"mean"`` (weighted mean, as ``F.cross_entropy``), ``"sum"`` or ``"none"``.
@@ -178,7 +181,7 @@ class LDAMLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args:
-        logits: (B, C) raw scores (cosines for a normalised head).
+        logits: (B, C) logits, ``s * cos`` from a scaled cosine head.
         target: (B,), (B, 1) class indices or (B, C) one-hot.
         """
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
@@ -187,9 +190,9 @@ class LDAMLoss(nn.Module):
             logits = logits.float()
             labels = _target_indices(target, self.num_classes).to(logits.device)
             onehot = F.one_hot(labels, self.num_classes).to(logits.dtype)
-            adjusted = logits - onehot * self.margins.to(logits.device)
+            adjusted = logits - onehot * (self.s * self.margins.to(logits.device))
             weight = None if self.weight is None else self.weight.to(logits.device)
-            return F.cross_entropy(self.s * adjusted, labels, weight=weight, reduction=self.reduction)
+            return F.cross_entropy(adjusted, labels, weight=weight, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"margins={self.margins.tolist()}, s={self.s}, reduction={self.reduction!r}"

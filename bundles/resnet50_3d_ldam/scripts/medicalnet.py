@@ -1,65 +1,24 @@
 """Load MedicalNet (Med3D, Chen et al. 2019) pretrained backbone weights from a local file.
 
 Nothing is downloaded, ever: the checkpoint must already be on disk (e.g. MedicalNet's ``resnet_50.pth`` or
-``resnet_50_23dataset.pth``, placed there by the user).
+``resnet_50_23dataset.pth``, placed there by the user). Reading the file and adapting the 1-channel ``conv1``
+are shared with the other bundles (:mod:`.common.pretrained_weights`); this module only knows MedicalNet's
+key names (the new head ``fc.*``, the ignored segmentation head) and reports what was loaded.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["adapt_first_conv", "load_medicalnet_weights", "read_state_dict"]
+from .common.pretrained_weights import adapt_input_channels, differs_only_in_input_channels, read_state_dict
 
-_PREFIX = "module."  # MedicalNet saved nn.DataParallel models
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from MedicalNet's release format or a plain state dict, without key prefixes.
-
-    MedicalNet's files hold ``{"state_dict": {"module.conv1.weight": ..., ...}}``; a plain
-    ``{"conv1.weight": ...}`` is accepted too. Loaded with ``weights_only=True`` (no pickled code runs).
-
-    Args:
-        path: local checkpoint file.
-
-    Raises:
-        FileNotFoundError: the file does not exist (nothing is downloaded).
-        TypeError: the file does not contain a mapping of tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"MedicalNet checkpoint not found: {path}. Nothing is downloaded; place the file there "
-            "or leave the pretrained path empty to train from scratch."
-        )
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
-        raw = raw["state_dict"]
-    if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise TypeError(f"{path} does not contain a state dict (a mapping of parameter names to tensors)")
-    return {(k[len(_PREFIX) :] if k.startswith(_PREFIX) else k): v for k, v in raw.items()}
-
-
-def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Adapt a first-conv kernel (out, c, *k) pretrained on ``c`` channels to ``in_channels`` channels.
-
-    The kernel is averaged over its input channels, repeated ``in_channels`` times and scaled by
-    ``1 / in_channels``: when all input channels carry similar signal (co-registered, z-normalised MRI
-    modalities), the first-layer activations then keep the magnitude the pretrained network expects, so the
-    pretrained BatchNorm statistics remain roughly valid.
-
-    Args:
-        weight: pretrained kernel, shape ``(out_channels, c, *kernel)``.
-        in_channels: number of input channels of the target model.
-    """
-    mean = weight.mean(dim=1, keepdim=True)
-    return mean.repeat(1, in_channels, *([1] * (weight.dim() - 2))) / in_channels
+__all__ = ["load_medicalnet_weights"]
 
 
 def load_medicalnet_weights(
@@ -72,12 +31,15 @@ def load_medicalnet_weights(
 ) -> dict[str, Any]:
     """Load a MedicalNet checkpoint into the backbone of ``model``; the head keeps its initialisation.
 
-    Keys are matched by name after stripping MedicalNet's ``module.`` prefix. Head keys (``fc.*``) missing
-    from the checkpoint are expected; checkpoint keys the model lacks (e.g. MedicalNet's segmentation head
-    ``conv_seg.*``) are reported as unexpected and ignored. ``*.num_batches_tracked`` buffers missing from
-    old checkpoints are tolerated (reported as missing). If the checkpoint's first conv has a different
-    number of input channels than the model's (MedicalNet: 1), it is adapted by :func:`adapt_first_conv`
-    (mean over input channels, repeated and scaled by ``1 / in_channels``).
+    The file is read by :func:`.common.pretrained_weights.read_state_dict`, which strips the ``module.``
+    prefix MedicalNet's ``nn.DataParallel`` models were saved with; keys are then matched by name. Head keys
+    (``fc.*``) missing from the checkpoint are expected; checkpoint keys the model lacks (e.g. MedicalNet's
+    segmentation head ``conv_seg.*``) are reported as unexpected and ignored. ``*.num_batches_tracked``
+    buffers missing from old checkpoints are tolerated (reported as missing). If the checkpoint's first conv
+    has a different number of input channels than the model's (MedicalNet: 1), it is adapted by
+    :func:`.common.pretrained_weights.adapt_input_channels` (kernel summed over its input channels, that sum
+    divided by ``in_channels`` on every channel; for MedicalNet's 1 channel: repeated and scaled by
+    ``1 / in_channels``).
 
     Args:
         model: the network, e.g. ``MedicalNetResNet50``.
@@ -92,12 +54,13 @@ def load_medicalnet_weights(
         ``total`` counts all keys of ``model.state_dict()`` (head included).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: a shared key other than an adaptable first conv has a different shape (names the key
-            and both shapes), or a backbone key is missing while ``strict_backbone``.
+        FileNotFoundError: ``path`` does not exist (the message says nothing is downloaded).
+        ValueError: the file is unreadable, needs pickled code or is not a state dict (names the file); a
+            shared key other than an adaptable first conv has a different shape (names the key and both
+            shapes); or a backbone key is missing while ``strict_backbone``.
     """
     log = logger or logging.getLogger(__name__)
-    source = read_state_dict(path)
+    source = read_state_dict(path, "MedicalNet checkpoint")
     target = model.state_dict()
 
     to_load: dict[str, torch.Tensor] = {}
@@ -107,8 +70,8 @@ def load_medicalnet_weights(
             continue
         expected = target[key].shape
         if tensor.shape != expected:
-            if key == first_conv_key and _differs_only_in_input_channels(tensor.shape, expected):
-                tensor = adapt_first_conv(tensor, expected[1])
+            if key == first_conv_key and differs_only_in_input_channels(tensor.shape, expected):
+                tensor = adapt_input_channels(tensor, expected[1])
                 adapted.append(key)
             else:
                 raise ValueError(
@@ -148,8 +111,3 @@ def load_medicalnet_weights(
     if missing_backbone:
         log.warning("backbone keys left at their initialisation: %s", missing_backbone)
     return report
-
-
-def _differs_only_in_input_channels(source: torch.Size, target: torch.Size) -> bool:
-    """True for conv kernels ``(out, c, *k)`` that agree everywhere except ``c``."""
-    return len(source) == len(target) >= 3 and source[0] == target[0] and source[2:] == target[2:]

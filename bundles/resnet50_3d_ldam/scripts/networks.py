@@ -37,39 +37,79 @@ def _unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 class NormedLinear(nn.Module):
-    """Cosine-similarity last layer, as in the LDAM paper (Cao et al., NeurIPS 2019).
+    """Scaled cosine-similarity last layer, as in the LDAM paper (Cao et al., NeurIPS 2019).
 
-    Both the input feature vector and each class's weight vector are L2-normalised, so every output is a
-    cosine in [-1, 1]. LDAM's margins and scale ``s`` are defined for such bounded logits.
+    Returns ``scale * cos(x, w_j)`` for every class j: the input feature vector and each class's weight
+    vector are L2-normalised, the cosine lies in [-1, 1] and ``scale`` (LDAM's ``s``) makes it a logit. The
+    output is thus a logit whose softmax is the class probability, whatever loss is trained on it; the scale
+    lives here only, so losses and post-processing need not know it (:class:`~.losses.LDAMLoss` takes
+    these logits, with its ``s`` equal to this ``scale``).
+
+    Dropout is applied to the *normalised* feature vector, before the dot product with the unit class
+    vectors. Dropping before normalising (``Sequential(Dropout, NormedLinear)``) lets the normalisation undo
+    dropout's 1/(1-p) compensation: a dropped vector's norm is ~1/sqrt(1-p) times too large, so training
+    cosines shrink to ~sqrt(1-p) of the evaluation ones (0.77 at p=0.4) and the effective scale and margins
+    at evaluation are ~1.29x those trained with. After normalisation the dot product is linear in the
+    dropped vector and dropout is unbiased, so the expected training cosine equals the evaluation cosine.
+
+    Computed in float32 with autocast disabled (inputs cast up): in bfloat16 the cosines would carry
+    ~2e-3 error, ~0.06 after a scale of 30. Under TorchScript, which rejects a non-constant device for
+    ``torch.autocast``, the guard is skipped; scripted exports are run in float32.
 
     Args:
         in_features: size of the input feature vector.
         out_features: number of classes.
+        dropout: dropout probability on the normalised feature vector, in [0, 1).
+        scale: logit scale ``s`` > 0 multiplying the cosines; 1 returns bare cosines.
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not (math.isfinite(float(scale)) and float(scale) > 0):
+            raise ValueError(f"scale must be finite and > 0, got {scale}")
         self.in_features = in_features
         self.out_features = out_features
+        self.dropout = float(dropout)
+        self.scale = float(scale)
         # (out, in) like nn.Linear, so a row is one class vector; the paper stores the transpose.
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.xavier_normal_(self.weight)
 
+    def _scaled_cosines(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(_unit_rows(x), p=self.dropout, training=self.training)
+        return self.scale * F.linear(x, _unit_rows(self.weight))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(_unit_rows(x), _unit_rows(self.weight))
+        if torch.jit.is_scripting():
+            return self._scaled_cosines(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._scaled_cosines(x)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"dropout={self.dropout}, scale={self.scale}"
+        )
 
 
 class MedicalNetResNet50(ResNet):
     """ResNet50 (bottleneck, [3, 4, 6, 3]) in MedicalNet's layout with a dropout + linear classification head.
 
     Backbone as MedicalNet: 7^3 stride-2 first conv, 3^3 stride-2 max-pool, shortcut type B, no bias in the
-    downsample convs. Head: ``fc = Sequential(Dropout(dropout), Linear(2048, num_classes))`` (or a
-    :class:`NormedLinear` when ``normed_head``), after global average pooling. ``forward`` returns logits.
+    downsample convs. Head, after global average pooling:
+
+        - default: ``fc = Sequential(Dropout(dropout), Linear(2048, num_classes))``;
+        - ``normed_head``: ``fc = Sequential(Identity(), NormedLinear(2048, num_classes, dropout, logit_scale))``,
+          which drops out the *normalised* features (dropout before the normalisation would shrink training
+          cosines by ~sqrt(1-p), see :class:`NormedLinear`). The ``Identity`` keeps the head's state-dict
+          key ``fc.1.weight``.
+
+    ``forward`` always returns logits whose softmax is the class probability, whatever the loss: with the
+    normed head these are ``logit_scale * cosine`` (float32 even under autocast).
 
     Layouts:
         - ``"medicalnet"``: MedicalNet's exact architecture. layer3 and layer4 keep stride 1 and use dilation
@@ -89,9 +129,12 @@ class MedicalNetResNet50(ResNet):
     Args:
         in_channels: number of input channels (MRI modalities), e.g. 4 for T1, T1ce, T2, FLAIR.
         num_classes: number of output logits.
-        dropout: dropout probability before the last layer.
+        dropout: dropout probability in the head: before the linear layer, or on the normalised features
+            inside the normed head.
         layout: ``"medicalnet"`` or ``"strided"`` (see above).
-        normed_head: use a cosine :class:`NormedLinear` last layer (for LDAM) instead of ``nn.Linear``.
+        normed_head: use a scaled cosine :class:`NormedLinear` last layer (for LDAM) instead of ``nn.Linear``.
+        logit_scale: scale ``s`` > 0 of the normed head's cosines (LDAM's ``s``; give the loss the same value).
+            Ignored by the plain linear head, whose logits are unbounded already.
         pretrained_path: local MedicalNet checkpoint to load into the backbone, or ``None``/``""``.
         strict_backbone: passed to the loader; require every backbone key to be in the checkpoint.
     """
@@ -103,6 +146,7 @@ class MedicalNetResNet50(ResNet):
         dropout: float = 0.4,
         layout: str = "medicalnet",
         normed_head: bool = False,
+        logit_scale: float = 30.0,
         pretrained_path: str | None = None,
         strict_backbone: bool = True,
     ) -> None:
@@ -129,15 +173,17 @@ class MedicalNetResNet50(ResNet):
         if layout == "medicalnet":
             for name, dilation in _MEDICALNET_DILATION.items():
                 _dilate_layer(getattr(self, name), dilation)
-        last: nn.Module = (
-            NormedLinear(_FEATURES, int(num_classes))
-            if normed_head
-            else nn.Linear(_FEATURES, int(num_classes))
-        )
-        if isinstance(last, nn.Linear):
-            nn.init.xavier_normal_(last.weight)
-            nn.init.zeros_(last.bias)
-        self.fc = nn.Sequential(nn.Dropout(float(dropout)), last)
+        if normed_head:
+            # Dropout acts inside NormedLinear, on the normalised features; Identity keeps the key fc.1.weight.
+            self.fc = nn.Sequential(
+                nn.Identity(),
+                NormedLinear(_FEATURES, int(num_classes), dropout=float(dropout), scale=float(logit_scale)),
+            )
+        else:
+            linear = nn.Linear(_FEATURES, int(num_classes))
+            nn.init.xavier_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+            self.fc = nn.Sequential(nn.Dropout(float(dropout)), linear)
         if pretrained_path:
             load_medicalnet_weights(self, pretrained_path, strict_backbone=strict_backbone)
 

@@ -31,7 +31,7 @@ from monai.networks.nets.swin_unetr import MERGING_MODE, SwinTransformer
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from .ssl_weights import load_ssl_weights
+from .ssl_weights import ENCODER_PREFIX, load_ssl_weights
 
 __all__ = [
     "ENCODER_PREFIX",
@@ -42,8 +42,6 @@ __all__ = [
     "build_pool",
 ]
 
-#: state-dict prefix of every encoder parameter (matches ``SwinUNETR.swinViT``).
-ENCODER_PREFIX = "swinViT."
 POOLING_TYPES = ("avg", "attention")
 HEAD_TYPES = ("linear", "mlp")
 #: indices into the encoder's five hidden states used by the classifier. The single-scale model uses only the

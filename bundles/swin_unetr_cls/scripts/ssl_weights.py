@@ -13,9 +13,12 @@ older ``swin_vit.`` name, or a plain state dict without the ``state_dict`` wrapp
 that does not map onto an encoder key (the SSL ``rotation_head``, ``contrastive_head``, ``conv`` decoder, a
 SwinUNETR decoder, ...) is reported as unexpected and ignored.
 
-Input channels: the published weights were trained on 1-channel CT, the grading model takes 4 MRI modalities.
-When only the input-channel dimension of ``swinViT.patch_embed.proj.weight`` differs, the kernel is adapted
-by the rule in :func:`adapt_patch_embedding`.
+Reading the file (``module.`` prefixes stripped, no pickled code run) and adapting the input channels are
+shared with the other bundles (:mod:`.common.pretrained_weights`); this module only maps the SSL key names and
+reports what was loaded. Input channels: the published weights were trained on 1-channel CT, the grading model
+takes 4 MRI modalities. When only the input-channel dimension of ``swinViT.patch_embed.proj.weight`` differs,
+the kernel is adapted by :func:`.common.pretrained_weights.adapt_input_channels` (summed over its input
+channels, that sum divided by 4 on each of the 4 channels).
 
 The published weights are an *initialisation*, not an exact reproduction of the pre-trained encoder: MONAI 1.5
 changed the Swin patch-merging layer, so the tensors load with matching shapes but the current encoder does
@@ -28,88 +31,38 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["ENCODER_PREFIX", "adapt_patch_embedding", "load_ssl_weights", "map_ssl_key", "read_state_dict"]
+from .common.pretrained_weights import adapt_input_channels, differs_only_in_input_channels, read_state_dict
+
+__all__ = ["ENCODER_PREFIX", "load_ssl_weights", "map_ssl_key"]
 
 logger = logging.getLogger(__name__)
 
+#: state-dict prefix of every encoder parameter (matches ``SwinUNETR.swinViT``); defined here, not in
+#: ``networks``, because ``networks`` imports this module.
 ENCODER_PREFIX = "swinViT."
 PATCH_EMBED_WEIGHT = "patch_embed.proj.weight"
-_WRAPPER_PREFIX = "module."  # added by torch.nn.DataParallel / DistributedDataParallel
 _OLD_ENCODER_PREFIX = "swin_vit."  # encoder name in early versions of the SSL pre-training code
 _OLD_MLP_NAMES = ((".mlp.fc1.", ".mlp.linear1."), (".mlp.fc2.", ".mlp.linear2."))
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely (``weights_only=True``) and return its flat tensor dictionary.
-
-    Args:
-        path: local checkpoint file, either ``{"state_dict": {...}}`` or a plain state dict.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Swin UNETR SSL weights not found at '{os.fspath(path)}'. Nothing is downloaded automatically: "
-            "put the published checkpoint (e.g. model_swinvit.pt) there, or set pretrained_path to '' "
-            "to train the encoder from scratch."
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"'{os.fspath(path)}' holds objects other than tensors and plain containers, so it was not loaded "
-            "(weights_only=True); re-save only its state dict."
-        ) from err
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in checkpoint.values()
-    ):
-        keys = list(checkpoint)[:10] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise ValueError(
-            f"'{os.fspath(path)}' is neither {{'state_dict': {{name: tensor}}}} nor a plain state dict "
-            f"(found {keys})."
-        )
-    return dict(checkpoint)
 
 
 def map_ssl_key(key: str, prefix: str = ENCODER_PREFIX) -> str:
     """Translate one checkpoint key to the model's naming (pure renaming, no check that the key exists).
 
     Args:
-        key: key as stored in the checkpoint, e.g. ``module.layers1.0.blocks.0.mlp.fc1.weight``.
+        key: checkpoint key as returned by :func:`.common.pretrained_weights.read_state_dict` (``module.``
+            already stripped), e.g. ``layers1.0.blocks.0.mlp.fc1.weight``.
         prefix: attribute path of the encoder in the model, ``swinViT.``.
     """
-    while key.startswith(_WRAPPER_PREFIX):
-        key = key[len(_WRAPPER_PREFIX) :]
-    if key.startswith(_OLD_ENCODER_PREFIX):
-        key = key[len(_OLD_ENCODER_PREFIX) :]
+    key = key.removeprefix(_OLD_ENCODER_PREFIX)
     if not key.startswith(prefix):
         key = prefix + key
     for old, new in _OLD_MLP_NAMES:
         key = key.replace(old, new)
     return key
-
-
-def adapt_patch_embedding(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Adapt a patch-embedding kernel (out, C_src, kd, kh, kw) to ``in_channels`` input channels.
-
-    Rule: sum the kernel over its C_src input channels and give every one of the ``in_channels`` target
-    channels that sum divided by ``in_channels`` (for the 1-channel SSL weights: the kernel repeated 4 times,
-    scaled by 1/4). Then a volume whose channels all show the same image produces exactly the embedding the
-    pre-trained model produced for that image, so the statistics seen by the rest of the encoder are
-    preserved; fine-tuning learns the modality-specific differences.
-
-    Args:
-        weight: source convolution kernel.
-        in_channels: number of input channels of the target model.
-    """
-    summed = weight.sum(dim=1, keepdim=True)
-    return (summed / in_channels).repeat(1, in_channels, *([1] * (weight.ndim - 2))).contiguous()
 
 
 def load_ssl_weights(
@@ -128,18 +81,20 @@ def load_ssl_weights(
         path: local checkpoint file.
         prefix: encoder prefix in ``model.state_dict()``.
         adapt_in_channels: adapt a patch-embedding kernel trained with a different number of input channels
-            (see :func:`adapt_patch_embedding`); if False, that is a shape mismatch.
+            (see :func:`.common.pretrained_weights.adapt_input_channels`); if False, that is a shape mismatch.
 
     Returns:
         ``{"loaded": int, "total": int, "missing": [model keys], "unexpected": [checkpoint keys],
-        "adapted": [model keys]}`` where ``total`` counts the encoder's state-dict entries.
+        "adapted": [model keys]}`` where ``total`` counts the encoder's state-dict entries; checkpoint keys
+        are named without their ``module.`` prefixes.
 
     Raises:
         FileNotFoundError: ``path`` does not exist (nothing is downloaded).
-        ValueError: unreadable checkpoint, two checkpoint keys mapping to the same encoder key, or shape
-            mismatches (every mismatching key is named with both shapes).
+        ValueError: unreadable checkpoint, one that needs pickled code or is not a state dict, two
+            checkpoint keys mapping to the same encoder key, or shape mismatches (every mismatching key is
+            named with both shapes).
     """
-    source = read_state_dict(path)
+    source = read_state_dict(path, "Swin UNETR SSL weights")
     state = model.state_dict()
     encoder_keys = [k for k in state if k.startswith(prefix)]
     if not encoder_keys:
@@ -165,13 +120,9 @@ def load_ssl_weights(
         expected = state[target].shape
         if value.shape == expected:
             continue
-        is_channel_only = (
-            target == prefix + PATCH_EMBED_WEIGHT
-            and value.ndim == len(expected)
-            and value.shape[:1] + value.shape[2:] == expected[:1] + expected[2:]
-        )
-        if adapt_in_channels and is_channel_only:
-            mapped[target] = adapt_patch_embedding(value, expected[1])
+        is_patch_embedding = target == prefix + PATCH_EMBED_WEIGHT
+        if adapt_in_channels and is_patch_embedding and differs_only_in_input_channels(value.shape, expected):
+            mapped[target] = adapt_input_channels(value, expected[1])
             adapted.append(target)
             logger.info(
                 "adapted %s from %d to %d input channels (summed kernel / %d per channel)",
@@ -181,9 +132,8 @@ def load_ssl_weights(
                 expected[1],
             )
             continue
-        mismatches.append(
-            f"{origin[target]} -> {target}: checkpoint {tuple(value.shape)} vs model {tuple(expected)}"
-        )
+        shapes = f"checkpoint {tuple(value.shape)} vs model {tuple(expected)}"
+        mismatches.append(f"{origin[target]} -> {target}: {shapes}")
     if mismatches:
         raise ValueError(f"shape mismatch loading '{os.fspath(path)}':\n  " + "\n  ".join(mismatches))
 

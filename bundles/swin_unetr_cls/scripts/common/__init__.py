@@ -1,7 +1,7 @@
-"""Bundle components shared by every bundle (data, preprocessing, handlers, reporting, run folders).
+"""Components every bundle shares: data records, preprocessing, losses, metrics, reporting, handlers.
 
-This folder is the single source of truth. ``scripts/sync_components.py`` copies it into each
-bundle's ``scripts/common/`` so that a bundle stays self-contained when copied or zipped alone;
-``tests/test_vendored_components.py`` fails when a copy drifts from this source.
+Their one source is ``src/brats_grading/components/`` in the repository. ``scripts/sync_components.py``
+copies that folder into each bundle's ``scripts/common/``, so a bundle runs alone when copied or
+zipped; a copy is generated, so edit the source and sync. A test fails when a copy drifts.
 Modules here import each other relatively and depend only on the bundles' pip requirements.
 """

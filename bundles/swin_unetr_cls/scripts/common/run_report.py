@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .reporting import plot_evaluation, plot_history, write_json, write_predictions
+from .outputs import write_json, write_prediction_arrays
+from .plots import plot_evaluation, plot_history
+
+__all__ = ["HISTORY_KEYS", "CheckpointMetrics", "RunReport"]
 
 HISTORY_KEYS: tuple[str, ...] = (
     "loss",
@@ -29,7 +32,7 @@ class RunReport:
         run_dir: the run folder (``metrics/``, ``plots/``, ``predictions/`` are written inside).
         primary: evaluators that may give the run's final result, in order of preference on ties (EMA first).
         per_epoch_plots: also write ``*_epoch_<k>.png`` plots for every validation epoch.
-        enabled: False on DDP ranks other than 0, which must not write files.
+        write_files: False on DDP ranks other than 0, which collect metrics but must not write files.
     """
 
     def __init__(
@@ -37,18 +40,23 @@ class RunReport:
         run_dir: str | Path,
         primary: tuple[str, ...] = ("val_ema", "val"),
         per_epoch_plots: bool = False,
-        enabled: bool = True,
+        write_files: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.primary = tuple(primary)
         self.per_epoch_plots = per_epoch_plots
-        self.enabled = enabled
+        self.write_files = write_files
         self.history: dict[str, list[list]] = {}
         self.best: dict[str, dict] = {}
         self.latest: dict[str, dict] = {}
 
-    def record(self, prefix: str, epoch: int, metrics: dict, ids: list, labels: list, probs: list) -> None:
-        """Store one epoch of one engine (``train``, ``val``, ``val_ema``...); keep the best validation epoch."""
+    def record(
+        self, prefix: str, epoch: int, metrics: dict, ids: list, labels: list, probs: list, logits: list
+    ) -> None:
+        """Store one epoch of one engine (``train``, ``val``, ``val_ema``...); keep the best validation epoch.
+
+        ``probs`` are P(HGG) as reported (calibrated for validation), ``logits`` the HGG log-odds before it.
+        """
         for key in HISTORY_KEYS:
             if metrics.get(key) is not None:
                 self.log_value(f"{prefix}_{key}", epoch, metrics[key])
@@ -58,14 +66,17 @@ class RunReport:
             "ids": list(ids),
             "labels": list(labels),
             "probs": list(probs),
+            "logits": list(logits),
         }
         self.latest[prefix] = entry
         if prefix != "train":
             best = self.best.get(prefix)
             if best is None or metrics["selection_score"] > best["metrics"]["selection_score"]:
                 self.best[prefix] = entry
-            if self.per_epoch_plots and self.enabled:
-                plot_evaluation(labels, probs, self.run_dir / "plots", suffix=f"_{prefix}_epoch_{epoch}")
+            if self.per_epoch_plots and self.write_files:
+                plot_evaluation(
+                    labels, probs, self.run_dir / "plots", f"_{prefix}_epoch_{epoch}", metrics["threshold"]
+                )
         self.write_metrics()
 
     def log_value(self, key: str, epoch: int, value: float) -> None:
@@ -95,22 +106,29 @@ class RunReport:
         }
 
     def write_metrics(self) -> Path | None:
-        if not self.enabled:
+        if not self.write_files:
             return None
         return write_json(self.run_dir / "metrics" / "metrics.json", self.summary())
 
     def finalize(self) -> None:
         """Write metrics.json, the history plots, and plots + predictions of each evaluator's best epoch."""
-        if not self.enabled:
+        if not self.write_files:
             return
         self.write_metrics()
         plot_history(self.history, self.run_dir / "plots")
         for prefix, best in self.best.items():
-            write_predictions(
-                self.run_dir / "predictions", best["ids"], best["labels"], best["probs"], prefix=prefix
+            threshold = best["metrics"]["threshold"]
+            write_prediction_arrays(
+                self.run_dir / "predictions",
+                best["ids"],
+                best["labels"],
+                best["probs"],
+                best["logits"],
+                threshold,
+                prefix=prefix,
             )
             suffix = "" if prefix == self.final_prefix() else f"_{prefix}"
-            plot_evaluation(best["labels"], best["probs"], self.run_dir / "plots", suffix=suffix)
+            plot_evaluation(best["labels"], best["probs"], self.run_dir / "plots", suffix, threshold)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "best": self.best, "latest": self.latest}

@@ -1,4 +1,7 @@
-"""Run folders: one per run, never overwritten, laid out as seed 001 describes."""
+"""Run folders: one per run, never overwritten, with a fixed layout; the run's log file and config snapshot.
+
+Layout: ``<output_dir>/fold_<k>/run_<time>/{checkpoints,metrics,plots,predictions,config,logs}``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import inspect
 import json
 import time
 from pathlib import Path
+
+__all__ = ["create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
 
 SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
 RUN_SUBDIRS: tuple[str, ...] = ("checkpoints", "metrics", "plots", "predictions", "config", "logs")
@@ -62,7 +67,7 @@ def _calling_parser():
 def save_run_config(run_dir: str | Path, name: str = "config.json") -> str:
     """Write the merged config of this run (files + CLI overrides) and the resolved top-level values.
 
-    Call it from a bundle config expression, e.g. ``"$scripts.common.runs.save_run_config(@run_dir)"``.
+    Call it from a bundle config expression, e.g. ``"$scripts.common.run_folder.save_run_config(@run_dir)"``.
     The resolved part holds every top-level scalar or list after expressions and references are
     evaluated (``device``, ``run_dir``, ``spatial_size``...), which is what a reader needs to rerun it.
     """
@@ -110,41 +115,3 @@ def log_to_file(run_dir: str | Path, prefix: str = "train") -> str:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return str(path)
-
-
-def stored_metrics(checkpoint: str | Path) -> dict:
-    """The validation metrics saved beside a checkpoint's weights (``{}`` when it holds none).
-
-    The file is memory-mapped, so reading the metrics does not read the weights.
-    """
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    return dict(state.get("metrics") or {}) if isinstance(state, dict) else {}
-
-
-def select_checkpoint(candidates: list[str | Path]) -> str | None:
-    """Of the existing ``candidates``, the one with the highest stored selection score; earlier wins ties."""
-    existing = [Path(c) for c in candidates if Path(c).is_file()]
-    if not existing:
-        return None
-    scores = [stored_metrics(c).get("selection_score", float("-inf")) for c in existing]
-    return str(existing[scores.index(max(scores))])
-
-
-def best_checkpoint(output_dir: str | Path, fold: int | None = None, prefer_ema: bool = True) -> str:
-    """The newest run's selected model: ``best_ema.pt`` or ``best.pt``, whichever validated better.
-
-    Short runs leave the EMA behind the raw weights, long ones usually the reverse, so the stored
-    validation score decides (EMA on ties). Never ``last.pt``: name a checkpoint to evaluate that.
-    """
-    parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
-    runs = sorted(parent.glob("run_*/checkpoints"), key=lambda p: p.stat().st_mtime)
-    names = ("best_ema.pt", "best.pt") if prefer_ema else ("best.pt",)
-    for checkpoints in reversed(runs):
-        chosen = select_checkpoint([checkpoints / n for n in names])
-        if chosen:
-            return chosen
-    raise FileNotFoundError(
-        f"no {' or '.join(names)} under {parent}/run_*/checkpoints; pass --checkpoint PATH"
-    )
