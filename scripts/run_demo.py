@@ -23,13 +23,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATASET_DIRNAME = "MICCAI_BraTS_2018_Data_Training"
 
-#: overrides of train.json that make the CPU demo recipe, per bundle (see docs/performance.md)
-RECIPES: dict[str, list[str]] = {
-    "resnet50_3d_ldam": ["--layout", "strided", "--batch_size", "8", "--learning_rate", "0.001",
-                         "--accumulation_steps", "1", "--warmup_epochs", "1", "--use_ema", "False"],
-    "swin_unetr_cls": ["--feature_size", "24", "--batch_size", "4", "--accumulation_steps", "1",
-                       "--learning_rate", "0.0005", "--encoder_learning_rate", "0.0005", "--warmup_epochs", "1",
-                       "--use_ema", "False"],
+#: the CPU demo recipe per bundle (see docs/performance.md): input size, network overrides (shared by
+#: training and inference) and training overrides of train.json
+RECIPES: dict[str, dict] = {
+    "resnet50_3d_ldam": {
+        "spatial_size": 48,
+        "network": ["--layout", "strided"],
+        "train": ["--batch_size", "8", "--learning_rate", "0.001", "--accumulation_steps", "1",
+                  "--warmup_epochs", "1", "--use_ema", "False"],
+    },
+    "swin_unetr_cls": {
+        "spatial_size": 64,  # the Swin encoder needs sizes divisible by 32
+        "network": ["--feature_size", "24"],
+        "train": ["--batch_size", "4", "--accumulation_steps", "1", "--learning_rate", "0.0005",
+                  "--encoder_learning_rate", "0.0005", "--warmup_epochs", "1", "--use_ema", "False"],
+    },
 }  # fmt: skip
 
 
@@ -83,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out-seed", type=int, default=1000, help="seed of the held-out data (default: 1000)")
     parser.add_argument("--voxel-mm", type=float, default=3.0, help="voxel size of the synthetic data (default: 3)")
     parser.add_argument("--difficulty", type=float, default=0.5, help="grade overlap in [0, 1] (default: 0.5)")
-    parser.add_argument("--spatial-size", type=int, default=48, help="network input size per axis (default: 48)")
+    parser.add_argument(
+        "--spatial-size", type=int, default=None, help="network input size per axis (default: the recipe's, 48 or 64)"
+    )
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default: 0)")
     args = parser.parse_args(argv)
@@ -96,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     held_out = make_dataset(python, data_dir / "held_out", args.held_out, args.held_out, args.held_out_seed, args)
 
     bundle = REPO / "bundles" / args.bundle
-    size = f"[{args.spatial_size},{args.spatial_size},{args.spatial_size}]"
+    recipe = RECIPES[args.bundle]
+    edge = args.spatial_size or recipe["spatial_size"]
+    size = f"[{edge},{edge},{edge}]"
     common = ["--dataset_dir", str(dataset), "--output_dir", str(output_dir), "--fold", str(args.fold),
               "--spatial_size", size, "--num_workers", "2"]  # fmt: skip
     run = [python, "-m", "monai.bundle", "run", "--logging_file", "configs/logging.conf"]
@@ -104,16 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     schedule = ["--epochs", str(args.epochs), "--early_stop_min_epochs", str(args.epochs)]
     if args.bundle == "resnet50_3d_ldam":
         schedule += ["--drw_start_epoch", str(max(2, args.epochs // 2))]
-    step("train", [*run, "--config_file", "configs/train.json", *common, *schedule, *RECIPES[args.bundle]], bundle)
+    step("train", [*run, "--config_file", "configs/train.json", *common, *schedule, *recipe["network"], *recipe["train"]], bundle)
     step("evaluate", [*run, "--config_file", "['configs/train.json','configs/evaluate.json']", *common,
-                      *RECIPES[args.bundle]], bundle)  # fmt: skip
+                      *recipe["network"]], bundle)  # fmt: skip
     run_dir = sorted(set((output_dir / f"fold_{args.fold}").glob("run_*")) - runs_before)[-1]
-    network = ["--layout", "strided"] if args.bundle == "resnet50_3d_ldam" else ["--feature_size", "24"]
     predictions = output_dir / "held_out_predictions" / "predictions.csv"
     step(
         "held-out inference",
         [*run, "--config_file", "configs/inference.json", "--input", str(held_out / "datalist.json"),
-         "--output_file", str(predictions), "--spatial_size", size, "--num_workers", "2", *network],
+         "--output_file", str(predictions), "--spatial_size", size, "--num_workers", "2", *recipe["network"]],
         bundle,
     )  # fmt: skip
     written = sorted(predictions.parent.glob("predictions*.csv"), key=lambda p: p.stat().st_mtime)[-1]

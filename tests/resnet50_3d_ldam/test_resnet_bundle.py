@@ -21,7 +21,7 @@ SMALL = [
     "--accumulation_steps",
     "2",
 ]
-TRAIN = [*SMALL, "--epochs", "3", "--drw_start_epoch", "2", "--ema_warmup_iters", "4", "--fold", "1"]
+TRAIN = [*SMALL, "--epochs", "3", "--drw_start_epoch", "2", "--ema_warmup_steps", "4", "--fold", "1"]
 
 
 def _run_dir(output_dir: Path, prefix: str = "run") -> Path:
@@ -123,9 +123,19 @@ def test_published_model_is_a_plain_state_dict_of_the_better_checkpoint(trained,
     assert final["source"] == chosen["metrics"]["source"] and final["auc"] == chosen["metrics"]["auc"]
 
 
+def test_published_model_carries_the_validation_operating_point(trained, bundle):
+    point = json.loads((bundle / "models" / "model.operating_point.json").read_text())
+    _, chosen = _selected(trained)
+    assert point["threshold"] == chosen["metrics"]["threshold"]
+    assert point["temperature"] == chosen["metrics"]["temperature"] > 0
+    assert point["threshold_rule"] == "youden"
+    final = json.loads((trained / "metrics" / "metrics.json").read_text())["final"]
+    assert final["threshold"] == point["threshold"] and "at_0_5" in final and "collapsed" in final
+
+
 def test_last_checkpoint_holds_everything_needed_to_resume(trained):
     last = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
-    assert {"network", "optimizer", "lr_scheduler", "ema", "report", "trainer"} <= set(last)
+    assert {"network", "optimizer", "lr_scheduler", "ema_network", "report", "trainer"} <= set(last)
     assert last["trainer"]["iteration"] == 3 * last["trainer"]["epoch_length"]
 
 
@@ -146,7 +156,12 @@ def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
     metrics = json.loads((evaluation / "metrics" / "metrics.json").read_text())
     stored = _selected(trained)[1]["metrics"]
     assert metrics["final"]["auc"] == pytest.approx(stored["auc"], abs=1e-6)
-    assert (evaluation / "predictions" / "val_predictions.csv").is_file()
+    # the stored operating point is used, not one refitted on the evaluated cases
+    assert metrics["final"]["threshold"] == stored["threshold"]
+    assert metrics["final"]["temperature"] == stored["temperature"]
+    assert metrics["final"]["threshold_rule"] == "youden"
+    rows = read_csv(evaluation / "predictions" / "val_predictions.csv")
+    assert all(r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG") for r in rows)
     assert (evaluation / "plots" / "roc_curve.png").is_file()
 
 
@@ -177,9 +192,11 @@ def test_inference_on_a_brats_folder_and_on_a_datalist(
     second = read_csv(tmp_path / "predictions_1.csv")  # never overwritten
     assert sorted(r["id"] for r in first) == sorted(r["id"] for r in small_datalist["training"])
     by_id = {r["id"]: r for r in second}
+    threshold = json.loads((bundle / "models" / "model.operating_point.json").read_text())["threshold"]
     for row in first:
         assert float(row["prob_hgg"]) == pytest.approx(float(by_id[row["id"]]["prob_hgg"]), abs=1e-5)
-        assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= 0.5 else "LGG")
+        assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= threshold else "LGG")
+        assert row["logit"] == by_id[row["id"]]["logit"]
 
 
 def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, tmp_path):
@@ -202,9 +219,8 @@ def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, 
     resumed = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
     uninterrupted = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
-    for part in ("network", "ema"):
+    for part in ("network", "ema_network"):
         a, b = resumed[part], uninterrupted[part]
-        a, b = (a.get("ema_model", a), b.get("ema_model", b))
         for key in a:
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (part, key)
     ra = json.loads((interrupted / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
@@ -228,12 +244,18 @@ for loss in ("ldam", "focal", "ce"):
         wf.parser["loss_name"], wf.parser["optimizer_name"] = loss, opt
         wf.parser.ref_resolver.reset()
         names[loss + "/" + opt] = [type(wf.parser.get_parsed_content(k)).__name__ for k in ("loss", "optimizer")]
+wf.parser["loss_name"] = "ldam"
+wf.parser.ref_resolver.reset()
+stopper = [h for h in wf.parser.get_parsed_content("train#handlers") if type(h).__name__ == "MinEpochsEarlyStopHandler"]
+names["early_stop_min_epochs"] = stopper[0].min_epochs
 print(json.dumps(names))
 """,
     )
     assert names["ldam/adam"] == ["LDAMLoss", "Adam"]
     assert names["focal/adamw"] == ["LabelFocalLoss", "AdamW"]
     assert names["ce/sgd"] == ["LabelCrossEntropy", "SGD"]
+    # LDAM: no early stop before DRW has had a full patience window (drw_start_epoch 15 + patience 7)
+    assert names["early_stop_min_epochs"] == 22
 
 
 def test_torchscript_export_embeds_metadata_and_matches_eager(bundle, trained, tmp_path):

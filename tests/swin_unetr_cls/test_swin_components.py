@@ -6,15 +6,15 @@ with the ``scripts`` packages of the other bundles. Models are tiny (feature_siz
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import import_bundle_scripts
+from helpers import BUNDLES, import_bundle_scripts
 from monai.bundle import ConfigParser
-from monai.optimizers import generate_param_groups
 
 SIZE = 32
 FS = 12
@@ -137,30 +137,29 @@ def _assert_two_groups_cover_model(groups: list[dict], model: torch.nn.Module) -
     assert len(flat) == len(set(flat)) == len(list(model.parameters()))
 
 
-def test_generate_param_groups_config_expression_gives_encoder_and_head_groups() -> None:
+class _Wrapped(torch.nn.Module):
+    """Stands in for DistributedDataParallel: the network sits under ``.module``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_train_config_param_groups_give_encoder_and_head_groups(wrapped: bool) -> None:
+    """The bundle's one param-group mechanism, read from train.json, also finds the encoder behind DDP."""
     model = _model(pooling="attention", head="mlp")
+    train = json.loads((BUNDLES / "swin_unetr_cls" / "configs" / "train.json").read_text())
     config = {
         "network": "$net",
-        "optimizer": {
-            "_target_": "torch.optim.AdamW",
-            "params": "$monai.optimizers.generate_param_groups(network=@network, "
-            "layer_matches=[lambda x: x.swinViT], match_types=['select'], lr_values=[5e-5])",
-            "lr": 1e-4,
-        },
+        "encoder_learning_rate": 5e-5,
+        "param_groups": train["param_groups"],
+        "optimizer": {"_target_": "torch.optim.AdamW", "params": "@param_groups", "lr": 1e-4},
     }
-    parser = ConfigParser(config, globals={"monai": "monai", "torch": "torch", "net": model})
+    net = _Wrapped(model) if wrapped else model
+    parser = ConfigParser(config, globals={"monai": "monai", "torch": "torch", "net": net})
     optimizer = parser.get_parsed_content("optimizer")
     _assert_two_groups_cover_model(optimizer.param_groups, model)
-
-
-def test_param_groups_helper_matches_generate_param_groups() -> None:
-    model = _model(pooling="attention")
-    helper = torch.optim.AdamW(model.param_groups(encoder_lr=5e-5, head_lr=1e-4))
-    _assert_two_groups_cover_model(helper.param_groups, model)
-    monai_groups = generate_param_groups(model, [lambda x: x.swinViT], ["select"], [5e-5])
-    via_monai = torch.optim.AdamW(monai_groups, lr=1e-4)
-    for ours, theirs in zip(helper.param_groups, via_monai.param_groups, strict=True):
-        assert [id(p) for p in ours["params"]] == [id(p) for p in theirs["params"]]
 
 
 def test_ssl_loader_maps_published_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

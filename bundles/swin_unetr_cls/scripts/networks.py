@@ -6,17 +6,9 @@ no memory or parameters are spent on it). It is stored under the attribute ``swi
 published self-supervised weights, which :mod:`.ssl_weights` can load.
 
 Parameter names: every encoder parameter starts with ``swinViT.``; the classifier part is ``pools.*``
-(only with attention pooling) and ``head.*``. Two optimiser groups with different learning rates can be built
-in a bundle config with::
-
-    "optimizer": {
-        "_target_": "torch.optim.AdamW",
-        "params": "$monai.optimizers.generate_param_groups(network=@network, layer_matches=[lambda x: x.swinViT], match_types=['select'], lr_values=[5e-5])",
-        "lr": 1e-4
-    }
-
-(first group: encoder at 5e-5, second group: everything else at the optimiser's default ``lr``), or equivalently
-with ``"params": "$@network.param_groups(encoder_lr=5e-5, head_lr=1e-4)"``.
+(only with attention pooling) and ``head.*``. The bundle's ``train.json`` builds two optimiser groups from
+these names with MONAI's ``generate_param_groups`` (its ``param_groups`` entry): the encoder at
+``encoder_learning_rate``, everything else at ``learning_rate``.
 
 TorchScript *scripting* fails on the Swin encoder (torch.utils.checkpoint, einops, dynamic Python code);
 export with ``torch.jit.trace`` at a fixed input shape instead.
@@ -24,7 +16,7 @@ export with ``torch.jit.trace`` at a fixed input shape instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from monai.networks.nets.swin_unetr import MERGING_MODE, SwinTransformer
@@ -150,7 +142,7 @@ class SwinEncoderClassifier(nn.Module):
         dropout_path_rate: maximum stochastic-depth rate, linearly increasing over the blocks.
         normalize: layer-normalise every hidden state returned by the encoder (SwinUNETR default).
         use_checkpoint: gradient checkpointing in every Swin block: recompute activations in the backward pass
-            to trade time for memory (see docs/performance_swin_memory.md).
+            to trade time for memory (measured in docs/README.md, Memory).
         use_v2: SwinUNETR-v2 encoder (adds a residual conv block before each stage).
         downsample: patch-merging variant, ``"merging"`` (SwinUNETR default) or ``"mergingv2"``.
         pooling: ``"avg"`` or ``"attention"`` (learned 1x1x1-conv attention over voxels).
@@ -284,23 +276,3 @@ class SwinEncoderClassifier(nn.Module):
         pooled = [pool(hidden[stage]) for stage, pool in zip(self.stages, self.pools, strict=True)]
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
         return self.head(features)
-
-    def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the Swin encoder (names starting with ``swinViT.``)."""
-        return self.swinViT.parameters()
-
-    def head_parameters(self) -> Iterator[nn.Parameter]:
-        """Every parameter that is not in the encoder (pooling and head)."""
-        return (p for name, p in self.named_parameters() if not name.startswith(ENCODER_PREFIX))
-
-    def param_groups(self, encoder_lr: float, head_lr: float) -> list[dict]:
-        """Two optimiser groups, encoder and the rest, so a pre-trained encoder can be fine-tuned more gently.
-
-        Args:
-            encoder_lr: learning rate of the ``swinViT.`` parameters.
-            head_lr: learning rate of the pooling and head parameters.
-        """
-        return [
-            {"params": list(self.encoder_parameters()), "lr": encoder_lr},
-            {"params": list(self.head_parameters()), "lr": head_lr},
-        ]

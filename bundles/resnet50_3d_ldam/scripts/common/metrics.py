@@ -34,11 +34,11 @@ THRESHOLD_RULES: tuple[str, ...] = ("youden", "f1", "fixed")
 def selection_score(auc: float | None, f1: float, collapsed: bool = False) -> float:
     """AUC with F1 as tie-break (F1 enters at 1e-6, below any AUC step of a set under 1000x1000 cases).
 
-    A collapsed model scores 1 lower, so any healthy epoch is selected before it, while collapsed
-    epochs keep their order among themselves.
+    A collapsed model scores 2 lower, below any healthy score, so any healthy epoch is selected
+    before it, while collapsed epochs keep their order among themselves.
     """
     score = (auc if auc is not None and math.isfinite(auc) else 0.0) + SELECTION_TIE_BREAK * f1
-    return score - 1.0 if collapsed else score
+    return score - 2.0 if collapsed else score
 
 
 def choose_threshold(

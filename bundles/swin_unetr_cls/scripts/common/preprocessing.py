@@ -12,6 +12,7 @@ import torch
 from monai.transforms import (
     CropForegroundd,
     EnsureTyped,
+    FromMetaTensord,
     LoadImaged,
     NormalizeIntensityd,
     Orientationd,
@@ -30,14 +31,20 @@ def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
 
 
 def preprocessing_transforms(
-    spatial_size: int | Sequence[int] = (128, 128, 128), image_key: str = "image"
+    spatial_size: int | Sequence[int] = (128, 128, 128),
+    image_key: str = "image",
+    keep_meta: bool = False,
 ) -> list[Transform]:
     """Load the modalities as channels, orient RAS, crop to the brain, z-score non-zero voxels, resize.
 
     Output: ``image`` as float32 ``(C, *spatial_size)``, C = number of files in the record's ``image``.
+    With ``keep_meta=True`` (inference with saliency maps) ``image`` is still a plain tensor, and MONAI's
+    ``FromMetaTensord`` adds ``<image_key>_meta_dict`` (affine, file names...) and ``<image_key>_transforms``
+    (the applied operations), so ``Compose(...).inverse`` maps a tensor of the network's input grid back to
+    the first modality file's space.
     """
     size = _spatial(spatial_size)
-    return [
+    transforms = [
         LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
         Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         CropForegroundd(
@@ -45,8 +52,11 @@ def preprocessing_transforms(
         ),
         NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True),
         Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=False),
-        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=False),
+        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=keep_meta),
     ]
+    if keep_meta:
+        transforms.append(FromMetaTensord(keys=image_key))
+    return transforms
 
 
 def augmentation_transforms(
@@ -58,7 +68,7 @@ def augmentation_transforms(
     translate_fraction: float = 0.08,
     flip_prob: float = 0.5,
 ) -> list[Transform]:
-    """Seed 003's ranges: rotate +-0.2 rad, zoom 0.92-1.08, translate +-8 %, applied with p=0.6; flips p=0.5 per axis."""
+    """The augmentation ranges: rotate +-0.2 rad, zoom 0.92-1.08, translate +-8 %, applied with p=0.6; flips p=0.5 per axis."""
     size = _spatial(spatial_size)
     affine = RandAffined(
         keys=image_key,

@@ -14,6 +14,7 @@ from .metrics import EpochMetricsHandler
 from .predictions import PredictionSaver
 from .publishing import BestModelSaver
 from .run_report import RunReportSaver
+from .saliency import SaliencySaver
 from .training_controls import EpochSeedHandler, GradientClipHandler, StopAtEpochHandler, is_optimizer_step
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "OptimizerStepEMAHandler",
     "PredictionSaver",
     "RunReportSaver",
+    "SaliencySaver",
     "StopAtEpochHandler",
     "StoredMetricCheckHandler",
     "TrainerCheckpointLoader",

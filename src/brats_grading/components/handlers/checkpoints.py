@@ -1,8 +1,5 @@
 """Checkpoint handlers of a run: save ``last.pt`` every epoch, resume the trainer from it, and check
 that a loaded checkpoint reproduces the AUC stored with it.
-
-Entries of a ``save_dict`` / ``load_dict`` that are None (a component switched off with
-``_disabled_``, e.g. the EMA model) are left out, so one config serves runs with and without them.
 """
 
 from __future__ import annotations
@@ -21,10 +18,6 @@ __all__ = ["LastCheckpointSaver", "StoredMetricCheckHandler", "TrainerCheckpoint
 logger = logging.getLogger(__name__)
 
 
-def _present(objects: dict) -> dict:
-    return {k: v for k, v in objects.items() if v is not None}
-
-
 class TrainerCheckpointLoader(CheckpointLoader):
     """MONAI's ``CheckpointLoader`` that also restores the trainer it is attached to (epoch, iteration).
 
@@ -40,7 +33,7 @@ class TrainerCheckpointLoader(CheckpointLoader):
     def __init__(self, load_path: str, load_dict: dict, map_location=None) -> None:
         if not load_path or not Path(load_path).is_file():
             raise FileNotFoundError(f"resume: checkpoint '{load_path}' does not exist")
-        super().__init__(load_path=load_path, load_dict=_present(load_dict), map_location=map_location)
+        super().__init__(load_path=load_path, load_dict=dict(load_dict), map_location=map_location)
 
     def attach(self, engine: Engine) -> None:
         self.load_dict["trainer"] = engine
@@ -63,7 +56,7 @@ class LastCheckpointSaver:
         if not filename.endswith(".pt"):
             raise ValueError(f"filename must end in .pt, got {filename!r}")
         self.save_dir = save_dir
-        self.save_dict = _present(save_dict)
+        self.save_dict = dict(save_dict)
         self.filename = filename
 
     def attach(self, engine: Engine) -> None:

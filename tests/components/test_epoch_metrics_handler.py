@@ -1,0 +1,52 @@
+"""The per-epoch metrics handler: divergence is an error, a stored operating point is used as given."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from scipy.special import expit
+
+from brats_grading.components.handlers import EpochMetricsHandler
+from brats_grading.components.run_report import RunReport
+
+
+def _replaying_engine() -> Engine:
+    """An engine whose output is each batch's ``pred`` / ``label``; the batch keeps the case ids."""
+    return Engine(lambda engine, batch: {"pred": batch["pred"], "label": batch["label"]})
+
+
+def test_epoch_metrics_fail_clearly_when_training_diverged(tmp_path):
+    outputs = iter([[{"pred": torch.tensor([float("nan"), 0.0]), "label": torch.tensor(1)}]])
+    engine = Engine(lambda e, b: next(outputs))
+    engine.add_event_handler(Events.ITERATION_STARTED, lambda e: setattr(e.state, "batch", [{"id": "c1"}]))
+    EpochMetricsHandler(RunReport(tmp_path), "train").attach(engine)
+    with pytest.raises(FloatingPointError) as err:
+        engine.run([0])
+    assert "train epoch 1" in str(err.value) and "non-finite" in str(err.value)
+
+
+def test_a_given_operating_point_is_used_instead_of_a_fitted_one(tmp_path):
+    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
+    labels = [0, 0, 1, 1, 0, 1]
+    pred = torch.tensor([[0.0, z] for z in log_odds])  # logit[HGG] - logit[LGG] = z
+    batches = [
+        {
+            "id": [f"case{i}" for i in range(k, k + 3)],
+            "pred": pred[k : k + 3],
+            "label": torch.tensor(labels[k : k + 3]),
+        }
+        for k in (0, 3)
+    ]
+    report = RunReport(tmp_path)
+    engine = _replaying_engine()
+    point = {"temperature": 2.0, "threshold": 0.7}
+    EpochMetricsHandler(report, "val", operating_point=point).attach(engine)
+    engine.run(batches)
+    assert engine.state.metrics["val_temperature"] == 2.0 and engine.state.metrics["val_threshold"] == 0.7
+    recorded = report.latest["val"]
+    assert recorded["ids"] == [f"case{i}" for i in range(6)]
+    assert recorded["probs"] == pytest.approx(expit([z / 2.0 for z in log_odds]).tolist(), abs=1e-6)
+    # P(HGG) = sigmoid(z / 2) >= 0.7 only for z = 3.0 (sigmoid(1.5) = 0.82; sigmoid(0.75) = 0.68)
+    assert recorded["metrics"]["true_positives"] == 1 and recorded["metrics"]["false_positives"] == 0
+    assert recorded["metrics"]["threshold_rule"] == "stored"
