@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import copy_bundle
 
 # Small enough for 2 CPU cores, large enough for 5 stratified folds (>= 5 cases per class).
 SMALL_DATASET = {"n_hgg": 14, "n_lgg": 6, "seed": 7, "difficulty": 0.2, "voxel_mm": 3.0}
@@ -25,3 +26,10 @@ def small_brats(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_datalist(small_brats) -> dict:
     return json.loads((small_brats / "datalist.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def bundle(request, tmp_path_factory) -> Path:
+    """A fresh copy of the bundle the test module names in ``BUNDLE``, as a user would unzip it."""
+    name = request.module.BUNDLE
+    return copy_bundle(name, tmp_path_factory.mktemp(name))

@@ -20,6 +20,10 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
 
+#: seven graded cases (1 = HGG) and their P(HGG), small enough to check metrics by hand
+LABELS = [1, 1, 1, 1, 0, 0, 0]
+PROBS = [0.9, 0.8, 0.4, 0.7, 0.6, 0.2, 0.1]
+
 
 def import_bundle_scripts(bundle: str, module: str | None = None) -> ModuleType:
     """Import ``bundles/<bundle>/scripts[.<module>]`` under the unique package name ``<bundle>_scripts``."""
@@ -83,17 +87,49 @@ def run_bundle(
     return result
 
 
+def run_evaluation(
+    bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overrides: str, fold: int = 0
+) -> Path:
+    """Evaluate the newest training run of ``fold`` under ``output_dir``; return the new evaluation folder."""
+    run_bundle(
+        bundle_dir, ["train.json", "evaluate.json"], "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir),
+        "--fold", str(fold), *overrides,
+    )  # fmt: skip
+    return sorted((output_dir / f"fold_{fold}").glob("eval_*"))[-1]
+
+
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def run_in_bundle(bundle_dir: Path, code: str) -> dict:
-    """Run ``code`` in a fresh process with the bundle's ``scripts`` importable; return its last line as JSON.
+def only_run_dir(output_dir: Path, fold: int = 0, prefix: str = "run") -> Path:
+    """The one ``<prefix>_*`` run folder of ``fold`` under ``output_dir``; fails when there are none or several."""
+    runs = sorted((output_dir / f"fold_{fold}").glob(f"{prefix}_*"))
+    assert len(runs) == 1, runs
+    return runs[0]
 
-    A separate process because every bundle names its package ``scripts``: one per process.
+
+BUNDLE_PRELUDE = """import sys, json, torch
+from monai.bundle import ConfigParser
+
+
+def bundle_parser(*configs, **overrides):
+    \"\"\"A parser of the bundle's ``configs/<name>`` files with ``overrides`` applied.\"\"\"
+    parser = ConfigParser()
+    parser.read_config([f"configs/{c}" for c in configs])
+    parser.update(overrides)
+    return parser
+"""
+
+
+def run_in_bundle(bundle_dir: Path, code: str) -> dict:
+    """Run ``code`` in a fresh process in the bundle folder, its ``scripts`` importable; return its last line as JSON.
+
+    A separate process because every bundle names its package ``scripts``: one per process. The code can
+    use ``bundle_parser("train.json", key=value)`` and ``ConfigParser``.
     """
-    prelude = f"import sys, json, torch\nsys.path.insert(0, {str(bundle_dir)!r})\nfrom monai.bundle import ConfigParser\n"
+    prelude = f"{BUNDLE_PRELUDE}\nsys.path.insert(0, {str(bundle_dir)!r})\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle_dir
     )

@@ -31,7 +31,16 @@ MODEL_SPECIFIC = {
     "train#handlers#scripts.common.handlers.MinEpochsEarlyStopHandler#reweighting_start_epoch",
 }
 MODEL_PREFIXES = ("network_def",)
-RESNET_ONLY = {"layout", "dropout", "normed_head", "max_m", "logit_scale", "drw_start_epoch", "drw_rule", "drw_beta"}
+RESNET_ONLY = {
+    "layout",
+    "dropout",
+    "normed_head",
+    "max_m",
+    "logit_scale",
+    "drw_start_epoch",
+    "drw_rule",
+    "drw_beta",
+}
 SWIN_ONLY = {
     "encoder_learning_rate",
     "end_learning_rate",

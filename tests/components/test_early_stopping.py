@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from ignite.engine import Engine, Events
 
 from brats_grading.components.handlers import MinEpochsEarlyStopHandler
@@ -20,28 +21,21 @@ def _fake_validation(scores):
     return trainer, evaluator
 
 
-def test_early_stopping_waits_for_min_epochs():
-    scores = [0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+@pytest.mark.parametrize(
+    ("scores", "patience", "min_epochs", "stop_epoch"),
+    [
+        ([0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 2, 6, 6),  # waits for the minimum
+        ([0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7], 3, 2, 6),  # stops after patience once past it
+        ([0.5] * 8, 2, 0, 3),  # a constant score stops after patience without deferred re-weighting
+    ],
+)
+def test_early_stopping_stops_after_patience_and_not_before_the_minimum(
+    scores, patience, min_epochs, stop_epoch
+):
     trainer, evaluator = _fake_validation(scores)
-    MinEpochsEarlyStopHandler(evaluator, patience=2, min_epochs=6).attach(trainer)
+    MinEpochsEarlyStopHandler(evaluator, patience=patience, min_epochs=min_epochs).attach(trainer)
     trainer.run([0], max_epochs=len(scores))
-    assert trainer.state.epoch == 6
-
-
-def test_early_stopping_stops_after_patience_once_past_minimum():
-    scores = [0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
-    trainer, evaluator = _fake_validation(scores)
-    MinEpochsEarlyStopHandler(evaluator, patience=3, min_epochs=2).attach(trainer)
-    trainer.run([0], max_epochs=len(scores))
-    assert trainer.state.epoch == 6
-
-
-def test_a_constant_score_stops_after_patience_without_deferred_reweighting():
-    scores = [0.5] * 8
-    trainer, evaluator = _fake_validation(scores)
-    MinEpochsEarlyStopHandler(evaluator, patience=2, min_epochs=0).attach(trainer)
-    trainer.run([0], max_epochs=len(scores))
-    assert trainer.state.epoch == 3
+    assert trainer.state.epoch == stop_epoch
 
 
 def test_deferred_reweighting_gets_a_full_patience_window_before_a_stop():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import LABELS, PROBS
 
 from brats_grading.components.metrics import (
     choose_threshold,
@@ -10,9 +11,6 @@ from brats_grading.components.metrics import (
     collapse_reason,
     selection_score,
 )
-
-LABELS = [1, 1, 1, 1, 0, 0, 0]
-PROBS = [0.9, 0.8, 0.4, 0.7, 0.6, 0.2, 0.1]
 
 # Threshold fixture, 6 HGG and 2 LGG as in BraTS (HGG when P >= t):
 #   P      0.9 0.8 0.7 0.6 0.4 0.3 0.2 0.1

@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+from helpers import LABELS, PROBS
 from scipy.special import logit
 
 from brats_grading.components.metrics import classification_metrics
@@ -15,9 +16,6 @@ from brats_grading.components.outputs import (
     write_prediction_arrays,
     write_prediction_csv,
 )
-
-LABELS = [1, 1, 1, 1, 0, 0, 0]
-PROBS = [0.9, 0.8, 0.4, 0.7, 0.6, 0.2, 0.1]
 
 
 def _read_rows(path) -> list[dict]:

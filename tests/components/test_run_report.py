@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+from helpers import LABELS, PROBS
 from scipy.special import logit
 
 from brats_grading.components.metrics import classification_metrics
 from brats_grading.components.plots import plot_evaluation, plot_history
 from brats_grading.components.run_report import RunReport
 
-LABELS = [1, 1, 1, 1, 0, 0, 0]
-PROBS = [0.9, 0.8, 0.4, 0.7, 0.6, 0.2, 0.1]
 LOGITS = logit(PROBS).tolist()
 IDS = [str(i) for i in range(len(LABELS))]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
+from helpers import export_and_compare, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
 pytestmark = pytest.mark.slow
+BUNDLE = "resnet50_3d_ldam"
 
 SMALL = [
     "--spatial_size",
@@ -25,14 +26,7 @@ TRAIN = [*SMALL, "--epochs", "3", "--drw_start_epoch", "2", "--ema_warmup_steps"
 
 
 def _run_dir(output_dir: Path, prefix: str = "run") -> Path:
-    runs = sorted((output_dir / "fold_1").glob(f"{prefix}_*"))
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return copy_bundle("resnet50_3d_ldam", tmp_path_factory.mktemp("bundle"))
+    return only_run_dir(output_dir, fold=1, prefix=prefix)
 
 
 @pytest.fixture(scope="module")
@@ -140,19 +134,7 @@ def test_last_checkpoint_holds_everything_needed_to_resume(trained):
 
 
 def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
-    output = trained.parent.parent
-    run_bundle(
-        bundle,
-        ["train.json", "evaluate.json"],
-        "--dataset_dir",
-        str(small_brats),
-        "--output_dir",
-        str(output),
-        *SMALL,
-        "--fold",
-        "1",
-    )
-    evaluation = _run_dir(output, "eval")
+    evaluation = run_evaluation(bundle, small_brats, trained.parent.parent, *SMALL, fold=1)
     metrics = json.loads((evaluation / "metrics" / "metrics.json").read_text())
     stored = _selected(trained)[1]["metrics"]
     assert metrics["final"]["auc"] == pytest.approx(stored["auc"], abs=1e-6)
@@ -161,7 +143,10 @@ def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
     assert metrics["final"]["temperature"] == stored["temperature"]
     assert metrics["final"]["threshold_rule"] == "youden"
     rows = read_csv(evaluation / "predictions" / "val_predictions.csv")
-    assert all(r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG") for r in rows)
+    assert all(
+        r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG")
+        for r in rows
+    )
     assert (evaluation / "plots" / "roc_curve.png").is_file()
 
 

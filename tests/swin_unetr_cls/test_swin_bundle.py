@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import copy_bundle, export_and_compare, read_csv, run_bundle, run_in_bundle
+from helpers import export_and_compare, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
 pytestmark = pytest.mark.slow
+BUNDLE = "swin_unetr_cls"
 
 SMALL = ["--spatial_size", "[32,32,32]", "--feature_size", "12", "--num_workers", "0"]
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return copy_bundle("swin_unetr_cls", tmp_path_factory.mktemp("swin"))
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +29,7 @@ def trained(bundle, small_brats) -> Path:
         "--epochs",
         "2",
     )
-    runs = sorted((output / "fold_0").glob("run_*"))
-    assert len(runs) == 1
-    return runs[0]
+    return only_run_dir(output)
 
 
 def test_train_writes_checkpoints_metrics_and_publishes(trained, bundle):
@@ -54,17 +48,7 @@ def test_train_writes_checkpoints_metrics_and_publishes(trained, bundle):
 
 
 def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_path):
-    output = trained.parent.parent
-    run_bundle(
-        bundle,
-        ["train.json", "evaluate.json"],
-        "--dataset_dir",
-        str(small_brats),
-        "--output_dir",
-        str(output),
-        *SMALL,
-    )
-    evaluation = sorted((output / "fold_0").glob("eval_*"))[-1]
+    evaluation = run_evaluation(bundle, small_brats, trained.parent.parent, *SMALL)
     final = json.loads((evaluation / "metrics" / "metrics.json").read_text())["final"]
     scores = {
         n: torch.load(trained / "checkpoints" / n, weights_only=True)["metrics"]
@@ -83,15 +67,14 @@ def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_pa
 def test_weighted_sampler_balances_a_2_8_to_1_training_set(bundle, small_brats):
     counts = run_in_bundle(
         bundle,
-        f"""
+        """
 import torch
-parser = ConfigParser()
-parser.read_config({str(bundle / "configs" / "train.json")!r})
-parser["train_records"] = [{{"id": str(i), "label": int(i < 280), "image": []}} for i in range(380)]
+parser = bundle_parser("train.json")
+parser["train_records"] = [{"id": str(i), "label": int(i < 280), "image": []} for i in range(380)]
 sampler = parser.get_parsed_content("train#sampler")
 torch.manual_seed(0)
 labels = [parser["train_records"][i]["label"] for _ in range(10) for i in sampler]
-print(json.dumps({{"hgg": sum(labels), "lgg": len(labels) - sum(labels)}}))
+print(json.dumps({"hgg": sum(labels), "lgg": len(labels) - sum(labels)}))
 """,
     )
     ratio = counts["hgg"] / counts["lgg"]
@@ -102,9 +85,7 @@ def test_param_groups_carry_two_learning_rates_and_schedule_warms_up_then_decays
     result = run_in_bundle(
         bundle,
         f"""
-parser = ConfigParser()
-parser.read_config({str(bundle / "configs" / "train.json")!r})
-parser.update({{"feature_size": 12, "epochs": 20, "dataset_dir": {str(small_brats)!r}}})
+parser = bundle_parser("train.json", feature_size=12, epochs=20, dataset_dir={str(small_brats)!r})
 optimizer = parser.get_parsed_content("optimizer")
 network = parser.get_parsed_content("network")
 scheduler = parser.get_parsed_content("lr_scheduler")

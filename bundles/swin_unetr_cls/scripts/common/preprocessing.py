@@ -68,7 +68,11 @@ def augmentation_transforms(
     translate_fraction: float = 0.08,
     flip_prob: float = 0.5,
 ) -> list[Transform]:
-    """The augmentation ranges: rotate +-0.2 rad, zoom 0.92-1.08, translate +-8 %, applied with p=0.6; flips p=0.5 per axis."""
+    """Random affine (rotate +-0.2 rad, zoom 0.92-1.08, translate +-8 %) with p=0.6, then flips with p=0.5 per axis.
+
+    Small ranges: the volumes are co-registered and skull-stripped, so large warps would only add
+    implausible anatomy; flips are safe because the grade does not depend on side.
+    """
     size = _spatial(spatial_size)
     affine = RandAffined(
         keys=image_key,
