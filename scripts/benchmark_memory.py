@@ -73,9 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=1, help="volumes per training step.")
     parser.add_argument("--in-channels", type=int, default=4, help="input channels (MRI modalities).")
-    parser.add_argument(
-        "--pooling", choices=["avg", "attention"], default="avg", help="pooling of the classifier."
-    )
+    parser.add_argument("--pooling", choices=["avg", "attention"], default="avg", help="pooling of the classifier.")
     parser.add_argument("--head", choices=["linear", "mlp"], default="linear", help="classification head.")
     parser.add_argument(
         "--steps",
@@ -303,9 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_MARKER + json.dumps(run_child(json.loads(args.child))), flush=True)
         return 0
 
-    command = shlex.join(
-        ["python", os.path.relpath(__file__, Path.cwd()), *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = shlex.join(["python", os.path.relpath(__file__, Path.cwd()), *(sys.argv[1:] if argv is None else argv)])
     results = []
     for config in configurations(args):
         label = f"feature_size={config['feature_size']} checkpointing={config['use_checkpoint']} size={config['size']}"

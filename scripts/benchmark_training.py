@@ -75,25 +75,17 @@ def run_config(layout: str, precision: str, size: int, args: argparse.Namespace)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layouts", nargs="+", default=["medicalnet", "strided"], help="network layouts")
     parser.add_argument(
         "--precisions", nargs="+", default=["float32", "bfloat16"], help="float32 and/or bfloat16 autocast"
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[64], help="cubic input edge lengths")
     parser.add_argument("--batch-size", type=int, default=2, help="volumes per step (default 2)")
-    parser.add_argument(
-        "--steps", type=int, default=3, help="timed steps per configuration (median reported)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="untimed steps first (allocator, oneDNN kernels)"
-    )
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, oneDNN kernels)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument(
-        "--output", type=Path, default=None, help="also write the Markdown table to this file"
-    )
+    parser.add_argument("--output", type=Path, default=None, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
 
     rows = [run_config(lay, p, s, args) for s in args.sizes for lay in args.layouts for p in args.precisions]
@@ -112,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     index = {(r["layout"], r["precision"], r["size"]): r["median_s"] for r in rows}
     for (layout, precision, size), t in index.items():
         if precision == "bfloat16" and (layout, "float32", size) in index:
-            lines.append(
-                f"- bfloat16 / float32 time, {layout} {size}^3: {t / index[(layout, 'float32', size)]:.2f}"
-            )
+            lines.append(f"- bfloat16 / float32 time, {layout} {size}^3: {t / index[(layout, 'float32', size)]:.2f}")
         if layout == "strided" and ("medicalnet", precision, size) in index:
             lines.append(
                 f"- strided / medicalnet time, {precision} {size}^3: {t / index[('medicalnet', precision, size)]:.2f}"

@@ -18,12 +18,8 @@ from brats_grading.datalist import build_datalist, write_datalist
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "dataset_dir", type=Path, help="BraTS folder, e.g. .../MICCAI_BraTS_2018_Data_Training"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset_dir", type=Path, help="BraTS folder, e.g. .../MICCAI_BraTS_2018_Data_Training")
     parser.add_argument(
         "--output",
         type=Path,
@@ -43,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip opening every NIfTI header (faster on slow disks)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing datalist with other content"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing datalist with other content")
     args = parser.parse_args(argv)
     try:
         datalist = build_datalist(

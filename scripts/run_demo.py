@@ -66,7 +66,7 @@ def make_dataset(python: str, folder: Path, hgg: int, lgg: int, seed: int, args:
 def held_out_metrics(predictions: Path, dataset: Path) -> dict:
     """Score a prediction CSV against the held-out labels with the package's own metrics code."""
     from brats_grading.components.data import GRADE_TO_LABEL
-    from brats_grading.components.metrics import classification_metrics
+    from brats_grading.components.metrics import auc_bootstrap_interval, classification_metrics
 
     truth = {r["id"]: r["label"] for r in json.loads((dataset / "datalist.json").read_text())["training"]}
     with open(predictions, newline="") as handle:
@@ -76,7 +76,10 @@ def held_out_metrics(predictions: Path, dataset: Path) -> dict:
     # the threshold the CSV used: the lowest P(HGG) called HGG (every row agrees with it)
     called = [p for p, g in zip(probs, grades, strict=True) if g == 1]
     threshold = min(called) if called else 1.0 + 1e-9
-    return classification_metrics([truth[r["id"]] for r in rows], probs, threshold)
+    labels = [truth[r["id"]] for r in rows]
+    metrics = classification_metrics(labels, probs, threshold)
+    metrics["auc_95ci"] = auc_bootstrap_interval(labels, probs)
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     schedule = ["--epochs", str(args.epochs), "--early_stop_min_epochs", str(args.epochs)]
     if args.bundle == "resnet50_3d_ldam":
         schedule += ["--drw_start_epoch", str(max(2, args.epochs // 2))]
-    step("train", [*run, "--config_file", "configs/train.json", *common, *schedule, *recipe["network"], *recipe["train"]], bundle)
+    step(
+        "train",
+        [*run, "--config_file", "configs/train.json", *common, *schedule, *recipe["network"], *recipe["train"]],
+        bundle,
+    )
     step("evaluate", [*run, "--config_file", "['configs/train.json','configs/evaluate.json']", *common,
                       *recipe["network"]], bundle)  # fmt: skip
     run_dir = sorted(set((output_dir / f"fold_{args.fold}").glob("run_*")) - runs_before)[-1]
@@ -133,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     held = held_out_metrics(written, held_out)
     print(f"\nvalidation ({final['num_cases']} cases, {final['source']}, epoch {final['epoch']}): "
           f"AUC {final['auc']:.4f}, threshold {final['threshold']:.4g}, temperature {final['temperature']:.3g}")  # fmt: skip
-    print(f"held-out ({held['num_cases']} new cases, seed {args.held_out_seed}): AUC {held['auc']:.4f}, "
+    low, high = held["auc_95ci"]
+    print(f"held-out ({held['num_cases']} new cases, seed {args.held_out_seed}): AUC {held['auc']:.4f} "
+          f"(bootstrap 95 % CI {low:.3f}-{high:.3f}), "
           f"balanced accuracy {held['balanced_accuracy']:.4f}, sensitivity {held['sensitivity']:.4f}, "
           f"specificity {held['specificity']:.4f}")  # fmt: skip
     if held["collapsed"]:

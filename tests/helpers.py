@@ -87,9 +87,7 @@ def run_bundle(
     return result
 
 
-def run_evaluation(
-    bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overrides: str, fold: int = 0
-) -> Path:
+def run_evaluation(bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overrides: str, fold: int = 0) -> Path:
     """Evaluate the newest training run of ``fold`` under ``output_dir``; return the new evaluation folder."""
     run_bundle(
         bundle_dir, ["train.json", "evaluate.json"], "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir),
@@ -130,9 +128,7 @@ def run_in_bundle(bundle_dir: Path, code: str) -> dict:
     use ``bundle_parser("train.json", key=value)`` and ``ConfigParser``.
     """
     prelude = f"{BUNDLE_PRELUDE}\nsys.path.insert(0, {str(bundle_dir)!r})\n"
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle_dir
-    )
+    result = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -45,9 +45,7 @@ def build_datalist(
     check_readable: bool = True,
 ) -> dict:
     """Return the datalist dictionary (decathlon style, key ``training``) for ``dataset_dir``."""
-    records = scan_cases(
-        dataset_dir, CHANNEL_ORDER, grades_csv, require_grades=True, check_readable=check_readable
-    )
+    records = scan_cases(dataset_dir, CHANNEL_ORDER, grades_csv, require_grades=True, check_readable=check_readable)
     records = assign_folds(records, num_folds, seed)
     return {
         "description": "BraTS HGG vs LGG grading; image paths relative to the dataset folder",

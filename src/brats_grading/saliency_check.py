@@ -39,9 +39,7 @@ def ball(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     if spacing.ndim != 1 or not np.all(spacing > 0):
         raise ValueError(f"voxel spacing must be positive, got {spacing.tolist()}")
     half = np.floor(radius_mm / spacing + 1e-9).astype(int)
-    grids = np.meshgrid(
-        *[np.arange(-h, h + 1) * s for h, s in zip(half, spacing, strict=True)], indexing="ij"
-    )
+    grids = np.meshgrid(*[np.arange(-h, h + 1) * s for h, s in zip(half, spacing, strict=True)], indexing="ij")
     return sum(g**2 for g in grids) <= radius_mm**2 + 1e-9
 
 
@@ -123,8 +121,7 @@ def check_saliency(saliency_dir: str | Path, dataset_dir: str | Path, dilation_m
     files = saliency_files(saliency_dir)
     root = Path(dataset_dir)
     case_dirs = {
-        r["id"]: (root / r["image"][0]).parent
-        for r in scan_cases(root, modalities=("flair",), require_grades=False)
+        r["id"]: (root / r["image"][0]).parent for r in scan_cases(root, modalities=("flair",), require_grades=False)
     }
     unknown = sorted(set(files) - set(case_dirs))
     if unknown:

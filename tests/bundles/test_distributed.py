@@ -39,8 +39,6 @@ def test_two_process_training_saves_once_and_agrees(bundle_name, extra, small_br
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
     assert not any(k.startswith("module.") for k in last["network"])  # DDP unwrapped when saved
     metrics = json.loads((run / "metrics" / "metrics.json").read_text())
-    n_val = sum(
-        1 for r in json.loads((small_brats / "datalist.json").read_text())["training"] if r["fold"] == 0
-    )
+    n_val = sum(1 for r in json.loads((small_brats / "datalist.json").read_text())["training"] if r["fold"] == 0)
     assert metrics["final"]["num_cases"] == n_val  # both ranks' predictions gathered
     assert len(list((run / "logs").glob("train_*.log"))) == 1

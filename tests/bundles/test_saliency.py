@@ -94,9 +94,7 @@ def test_inference_writes_one_saliency_map_per_case_in_the_input_image_space(
 
 
 def _tiny_net() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv3d(4, 4, 3, padding=1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)
-    )
+    return nn.Sequential(nn.Conv3d(4, 4, 3, padding=1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +147,7 @@ def test_swin_default_layer_gives_a_map_at_a_larger_input(tmp_path):
     config = json.loads((BUNDLES / "swin_unetr_cls" / "configs" / "inference.json").read_text())
     torch.manual_seed(0)
     net = import_bundle_scripts("swin_unetr_cls", "networks").SwinEncoderClassifier(feature_size=12)
-    saver = SaliencySaver(
-        net, preprocessing_transforms(64, keep_meta=True), str(tmp_path), config["saliency_layer"]
-    )
+    saver = SaliencySaver(net, preprocessing_transforms(64, keep_meta=True), str(tmp_path), config["saliency_layer"])
     saliency = saver.compute(torch.randn(4, 64, 64, 64))
     assert tuple(saliency.shape) == (1, 64, 64, 64)
     assert saliency.min() >= 0 and saliency.max() > 0 and saliency.std() > 0  # 2^3 map: not constant

@@ -26,8 +26,7 @@ def linear_trainer():
     ) -> SupervisedTrainer:
         generator = torch.Generator().manual_seed(data_seed)
         data = [
-            {"image": torch.randn(2, 3, generator=generator), "label": torch.tensor([0, 1])}
-            for _ in range(batches)
+            {"image": torch.randn(2, 3, generator=generator), "label": torch.tensor([0, 1])} for _ in range(batches)
         ]
         return SupervisedTrainer(
             device=torch.device("cpu"),

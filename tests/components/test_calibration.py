@@ -77,6 +77,4 @@ def test_a_model_without_an_operating_point_gets_the_default_with_a_warning(tmp_
     with caplog.at_level(logging.WARNING):
         point = read_operating_point(checkpoint)
     assert point == DEFAULT_OPERATING_POINT
-    assert any(
-        r.levelno == logging.WARNING and "no operating point" in r.getMessage() for r in caplog.records
-    )
+    assert any(r.levelno == logging.WARNING and "no operating point" in r.getMessage() for r in caplog.records)

@@ -68,6 +68,4 @@ def test_publishing_again_keeps_the_previous_model(tmp_path):
     second_weights = _candidate(raw_path, seed=2, score=0.90, threshold=0.62, temperature=2.5)
     _publish([ema_path, raw_path], published)
     _assert_same_weights(torch.load(published, weights_only=True), second_weights)
-    _assert_same_weights(
-        torch.load(tmp_path / "models" / "model.previous.pt", weights_only=True), first_weights
-    )
+    _assert_same_weights(torch.load(tmp_path / "models" / "model.previous.pt", weights_only=True), first_weights)

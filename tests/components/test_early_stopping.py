@@ -29,9 +29,7 @@ def _fake_validation(scores):
         ([0.5] * 8, 2, 0, 3),  # a constant score stops after patience without deferred re-weighting
     ],
 )
-def test_early_stopping_stops_after_patience_and_not_before_the_minimum(
-    scores, patience, min_epochs, stop_epoch
-):
+def test_early_stopping_stops_after_patience_and_not_before_the_minimum(scores, patience, min_epochs, stop_epoch):
     trainer, evaluator = _fake_validation(scores)
     MinEpochsEarlyStopHandler(evaluator, patience=patience, min_epochs=min_epochs).attach(trainer)
     trainer.run([0], max_epochs=len(scores))

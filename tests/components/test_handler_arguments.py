@@ -27,9 +27,7 @@ BAD_ARGUMENTS = {
     "patience": lambda _tmp_path: MinEpochsEarlyStopHandler(Engine(lambda e, b: None), patience=0),
     "epoch": lambda _tmp_path: StopAtEpochHandler(0),
     "max_norm": lambda _tmp_path: GradientClipHandler(max_norm=0),
-    "threshold_rule": lambda tmp_path: EpochMetricsHandler(
-        RunReport(tmp_path), "val", threshold_rule="median"
-    ),
+    "threshold_rule": lambda tmp_path: EpochMetricsHandler(RunReport(tmp_path), "val", threshold_rule="median"),
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from helpers import LABELS, PROBS
 
 from brats_grading.components.metrics import (
+    auc_bootstrap_interval,
     choose_threshold,
     classification_metrics,
     collapse_reason,
@@ -104,3 +106,16 @@ def test_a_collapsed_epoch_scores_below_a_healthy_one_even_with_a_perfect_auc():
     assert collapsed["auc"] == 1.0 and collapsed["collapsed"] and not healthy["collapsed"]
     assert collapsed["selection_score"] < healthy["selection_score"]
     assert selection_score(1.0, 1.0, collapsed=True) < selection_score(0.5, 0.0)
+
+
+def test_auc_bootstrap_interval_holds_the_estimate_and_narrows_with_more_cases():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    probs = np.clip(labels * 0.3 + rng.normal(0.35, 0.25, 400), 0, 1)
+    small = auc_bootstrap_interval(labels[:40], probs[:40], resamples=500)
+    large = auc_bootstrap_interval(labels, probs, resamples=500)
+    assert small[0] <= classification_metrics(labels[:40], probs[:40])["auc"] <= small[1]
+    assert large[1] - large[0] < small[1] - small[0]
+    assert auc_bootstrap_interval(labels[:40], probs[:40], resamples=500) == small  # seeded
+    with pytest.raises(ValueError, match="both classes"):
+        auc_bootstrap_interval([1, 1, 1], [0.2, 0.5, 0.9])

@@ -26,9 +26,7 @@ def _read_rows(path) -> list[dict]:
 def test_one_class_set_gives_null_auc_in_json(tmp_path):
     m = classification_metrics([1, 1], [0.3, 0.9])
     assert m["auc"] is None
-    path = write_json(
-        tmp_path / "m.json", {"m": m, "arr": np.arange(3), "f": np.float32(0.5), "nan": float("nan")}
-    )
+    path = write_json(tmp_path / "m.json", {"m": m, "arr": np.arange(3), "f": np.float32(0.5), "nan": float("nan")})
     loaded = json.loads(path.read_text())
     assert loaded["arr"] == [0, 1, 2] and loaded["f"] == 0.5 and loaded["nan"] is None
 

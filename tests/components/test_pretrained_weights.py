@@ -116,9 +116,7 @@ def test_file_that_is_not_a_state_dict_raises_value_error_naming_the_file(tmp_pa
     [{"x": RunsCodeWhenUnpickled()}, {"x": functools.partial(print, "unpickled")}],
     ids=["class-instance", "functools-partial"],
 )
-def test_file_needing_pickled_code_is_refused_with_value_error_naming_the_file(
-    tmp_path: Path, content
-) -> None:
+def test_file_needing_pickled_code_is_refused_with_value_error_naming_the_file(tmp_path: Path, content) -> None:
     path = tmp_path / "pickled_code.pt"
     torch.save(content, path)
     CODE_RUNS.clear()
@@ -154,9 +152,7 @@ def test_truncated_file_raises_value_error_naming_the_file(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("source_channels", "in_channels"), [(2, 4), (1, 4), (3, 1), (4, 4)])
-def test_adapted_kernel_preserves_response_to_identical_channels(
-    source_channels: int, in_channels: int
-) -> None:
+def test_adapted_kernel_preserves_response_to_identical_channels(source_channels: int, in_channels: int) -> None:
     generator = torch.Generator().manual_seed(source_channels * 10 + in_channels)
     weight = torch.randn(8, source_channels, 3, 3, 3, generator=generator, dtype=torch.float64)
     image = torch.randn(1, 1, 9, 9, 9, generator=generator, dtype=torch.float64)

@@ -16,9 +16,7 @@ IDS = [str(i) for i in range(len(LABELS))]
 
 
 def _record(report: RunReport, prefix: str, epoch: int, probs: list[float]) -> None:
-    report.record(
-        prefix, epoch, classification_metrics(LABELS, probs), IDS, LABELS, probs, logit(probs).tolist()
-    )
+    report.record(prefix, epoch, classification_metrics(LABELS, probs), IDS, LABELS, probs, logit(probs).tolist())
 
 
 def test_plots_are_written(tmp_path):

@@ -143,10 +143,7 @@ def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
     assert metrics["final"]["temperature"] == stored["temperature"]
     assert metrics["final"]["threshold_rule"] == "youden"
     rows = read_csv(evaluation / "predictions" / "val_predictions.csv")
-    assert all(
-        r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG")
-        for r in rows
-    )
+    assert all(r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG") for r in rows)
     assert (evaluation / "plots" / "roc_curve.png").is_file()
 
 
@@ -167,9 +164,7 @@ def test_evaluate_fails_loudly_on_a_tampered_checkpoint_auc(bundle, small_brats,
     assert "differs from the AUC" in result.stdout + result.stderr
 
 
-def test_inference_on_a_brats_folder_and_on_a_datalist(
-    bundle, small_brats, trained, small_datalist, tmp_path
-):
+def test_inference_on_a_brats_folder_and_on_a_datalist(bundle, small_brats, trained, small_datalist, tmp_path):
     common = ["--spatial_size", "[32,32,32]", "--num_workers", "0", "--output_dir", str(tmp_path)]
     run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), *common)
     run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats / "datalist.json"), *common)

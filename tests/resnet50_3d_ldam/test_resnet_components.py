@@ -180,9 +180,7 @@ def test_drw_unknown_rule_names_allowed_rules() -> None:
         losses.drw_class_weights([60, 168], rule="inverse")
 
 
-def _run_recording_weights(
-    handler_kwargs: dict, max_epochs: int, resume_epoch: int = 0
-) -> dict[int, list | None]:
+def _run_recording_weights(handler_kwargs: dict, max_epochs: int, resume_epoch: int = 0) -> dict[int, list | None]:
     loss = losses.LDAMLoss([60, 168])
     engine = Engine(lambda engine, batch: None)
     losses.DeferredReweighting(loss, [60, 168], **handler_kwargs).attach(engine)
@@ -207,9 +205,7 @@ def test_drw_handler_applies_weights_from_start_epoch_inclusive() -> None:
 
 
 def test_drw_handler_restores_weights_on_resume() -> None:
-    seen = _run_recording_weights(
-        {"start_epoch": 4, "rule": "effective_number"}, max_epochs=5, resume_epoch=2
-    )
+    seen = _run_recording_weights({"start_epoch": 4, "rule": "effective_number"}, max_epochs=5, resume_epoch=2)
     assert sorted(seen) == [3, 4, 5]
     assert seen[3] is None
     assert seen[4] == pytest.approx([1.471591236, 0.528408764], abs=1e-6)
@@ -253,9 +249,7 @@ def test_strided_layout_reduces_layer4_to_one_thirtysecond(strided_model: nn.Mod
     assert strided_model.layer4[0].conv2.dilation == (1, 1, 1)
 
 
-def test_both_layouts_start_with_7_cubed_stride_2_conv(
-    medicalnet_model: nn.Module, strided_model: nn.Module
-) -> None:
+def test_both_layouts_start_with_7_cubed_stride_2_conv(medicalnet_model: nn.Module, strided_model: nn.Module) -> None:
     for model in (medicalnet_model, strided_model):
         assert model.conv1.kernel_size == (7, 7, 7)
         assert model.conv1.stride == (2, 2, 2)
@@ -279,11 +273,7 @@ def test_backbone_keys_use_medicalnet_names(medicalnet_model: nn.Module) -> None
 
 @pytest.mark.parametrize("channels", [1, 4])
 def test_logits_have_shape_batch_by_2(channels: int, strided_model: nn.Module) -> None:
-    model = (
-        strided_model
-        if channels == 4
-        else networks.MedicalNetResNet50(in_channels=1, layout="strided").eval()
-    )
+    model = strided_model if channels == 4 else networks.MedicalNetResNet50(in_channels=1, layout="strided").eval()
     with torch.no_grad():
         logits = model(torch.randn(2, channels, 32, 32, 32))
     assert logits.shape == (2, 2)
@@ -303,9 +293,7 @@ def test_head_is_dropout_then_xavier_linear_with_zero_bias(medicalnet_model: nn.
 
 def test_normed_head_outputs_cosines_times_the_logit_scale() -> None:
     torch.manual_seed(0)
-    model = networks.MedicalNetResNet50(
-        in_channels=4, layout="strided", normed_head=True, logit_scale=30.0
-    ).eval()
+    model = networks.MedicalNetResNet50(in_channels=4, layout="strided", normed_head=True, logit_scale=30.0).eval()
     assert isinstance(model.fc[1], networks.NormedLinear)
     x = torch.randn(3, 4, 32, 32, 32)
     with torch.no_grad():
@@ -482,20 +470,14 @@ def test_multi_channel_first_conv_is_adapted_by_the_shared_sum_rule(tmp_path: Pa
     torch.testing.assert_close(actual, pretrained, rtol=1e-4, atol=1e-4)
 
 
-def test_pretrained_path_loads_weights_in_constructor(
-    pretrained_1ch: nn.Module, medicalnet_checkpoint: Path
-) -> None:
+def test_pretrained_path_loads_weights_in_constructor(pretrained_1ch: nn.Module, medicalnet_checkpoint: Path) -> None:
     model = networks.MedicalNetResNet50(in_channels=1, pretrained_path=str(medicalnet_checkpoint))
     assert torch.equal(model.layer4[2].conv3.weight, pretrained_1ch.layer4[2].conv3.weight)
     assert torch.equal(model.conv1.weight, pretrained_1ch.conv1.weight)
 
 
-def test_plain_state_dict_loads_and_reports_missing_when_not_strict(
-    pretrained_1ch: nn.Module, tmp_path: Path
-) -> None:
-    subset = {
-        k: v for k, v in pretrained_1ch.state_dict().items() if k.startswith(("conv1.", "bn1.", "layer1."))
-    }
+def test_plain_state_dict_loads_and_reports_missing_when_not_strict(pretrained_1ch: nn.Module, tmp_path: Path) -> None:
+    subset = {k: v for k, v in pretrained_1ch.state_dict().items() if k.startswith(("conv1.", "bn1.", "layer1."))}
     torch.save(subset, tmp_path / "plain.pt")
     model = networks.MedicalNetResNet50(in_channels=1, layout="strided")
     report = medicalnet.load_medicalnet_weights(model, tmp_path / "plain.pt", strict_backbone=False)
@@ -512,18 +494,12 @@ def test_missing_backbone_keys_raise_when_strict(pretrained_1ch: nn.Module, tmp_
 
 
 def test_shape_mismatch_raises_naming_key_and_shapes(tmp_path: Path, strided_model: nn.Module) -> None:
-    torch.save(
-        {"state_dict": {"module.layer1.0.conv1.weight": torch.zeros(64, 32, 1, 1, 1)}}, tmp_path / "bad.pth"
-    )
-    with pytest.raises(
-        ValueError, match=r"layer1\.0\.conv1\.weight.*\(64, 32, 1, 1, 1\).*\(64, 64, 1, 1, 1\)"
-    ):
+    torch.save({"state_dict": {"module.layer1.0.conv1.weight": torch.zeros(64, 32, 1, 1, 1)}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"layer1\.0\.conv1\.weight.*\(64, 32, 1, 1, 1\).*\(64, 64, 1, 1, 1\)"):
         medicalnet.load_medicalnet_weights(strided_model, tmp_path / "bad.pth", strict_backbone=False)
 
 
-def test_missing_checkpoint_raises_file_not_found_naming_path(
-    tmp_path: Path, strided_model: nn.Module
-) -> None:
+def test_missing_checkpoint_raises_file_not_found_naming_path(tmp_path: Path, strided_model: nn.Module) -> None:
     path = tmp_path / "absent" / "resnet_50_23dataset.pth"
     with pytest.raises(FileNotFoundError, match="resnet_50_23dataset.pth.*Nothing is downloaded"):
         medicalnet.load_medicalnet_weights(strided_model, path)

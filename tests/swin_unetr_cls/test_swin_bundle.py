@@ -51,14 +51,11 @@ def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_pa
     evaluation = run_evaluation(bundle, small_brats, trained.parent.parent, *SMALL)
     final = json.loads((evaluation / "metrics" / "metrics.json").read_text())["final"]
     scores = {
-        n: torch.load(trained / "checkpoints" / n, weights_only=True)["metrics"]
-        for n in ("best_ema.pt", "best.pt")
+        n: torch.load(trained / "checkpoints" / n, weights_only=True)["metrics"] for n in ("best_ema.pt", "best.pt")
     }
     stored = max(scores.values(), key=lambda m: m["selection_score"])
     assert final["auc"] == pytest.approx(stored["auc"], abs=1e-6)
-    run_bundle(
-        bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL
-    )
+    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL)
     rows = read_csv(tmp_path / "predictions.csv")
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
     assert all(0.0 <= float(r["prob_hgg"]) <= 1.0 for r in rows)

@@ -34,9 +34,7 @@ def _input(batch: int = 1, channels: int = 4, size: int = SIZE) -> torch.Tensor:
     return torch.randn(batch, channels, size, size, size, generator=torch.Generator().manual_seed(1))
 
 
-def _published_checkpoint(
-    path: Path, feature_size: int = FS, in_channels: int = 1
-) -> dict[str, torch.Tensor]:
+def _published_checkpoint(path: Path, feature_size: int = FS, in_channels: int = 1) -> dict[str, torch.Tensor]:
     """Write a checkpoint laid out like MONAI's published Swin UNETR SSL weights; return the encoder tensors.
 
     Layout: ``{"state_dict": ...}``, ``module.`` prefix, no ``swinViT.`` prefix, old ``mlp.fc1/fc2`` names and
@@ -215,9 +213,7 @@ def test_ssl_loader_accepts_swinvit_prefixed_plain_state_dict(tmp_path: Path) ->
 
     assert report["loaded"] == report["total"] == len(trained.swinViT.state_dict())
     assert report["adapted"] == [] and report["missing"] == []
-    assert sorted(report["unexpected"]) == sorted(
-        k for k in trained.state_dict() if not k.startswith("swinViT.")
-    )
+    assert sorted(report["unexpected"]) == sorted(k for k in trained.state_dict() if not k.startswith("swinViT."))
     torch.testing.assert_close(model.swinViT.state_dict(), trained.swinViT.state_dict(), rtol=0, atol=0)
 
 

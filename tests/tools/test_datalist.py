@@ -40,9 +40,7 @@ def test_datalist_has_every_case_once_with_paths_in_channel_order(small_brats, s
     assert sorted(ids) == cases_on_disk and len(set(ids)) == len(ids)
     assert small_datalist["channel_order"] == ["t1", "t1ce", "t2", "flair"]
     for record in small_datalist["training"]:
-        assert record["image"] == [
-            f"{record['grade']}/{record['id']}/{record['id']}_{m}.nii.gz" for m in CHANNEL_ORDER
-        ]
+        assert record["image"] == [f"{record['grade']}/{record['id']}/{record['id']}_{m}.nii.gz" for m in CHANNEL_ORDER]
         assert record["label"] == (1 if record["grade"] == "HGG" else 0)
         assert (small_brats / record["image"][0]).is_file()
 
@@ -94,9 +92,7 @@ def test_brats_2020_layout_reads_grades_from_name_mapping(tmp_path, small_brats)
         writer.writerows(rows)
     datalist = build_datalist(flat)
     reference = build_datalist(small_brats)
-    assert {r["id"]: r["label"] for r in datalist["training"]} == {
-        r["id"]: r["label"] for r in reference["training"]
-    }
+    assert {r["id"]: r["label"] for r in datalist["training"]} == {r["id"]: r["label"] for r in reference["training"]}
     assert all(r["image"][0] == f"{r['id']}/{r['id']}_t1.nii.gz" for r in datalist["training"])
 
 

@@ -40,12 +40,7 @@ PHENO = {"n_hgg": 12, "n_lgg": 12, "seed": 11, "voxel_mm": 4.0}
 
 def _cases(root: Path) -> dict[str, tuple[str, Path]]:
     """``{case_id: (grade, folder)}`` as found on disk."""
-    return {
-        p.name: (grade, p)
-        for grade in ("HGG", "LGG")
-        if (root / grade).is_dir()
-        for p in (root / grade).iterdir()
-    }
+    return {p.name: (grade, p) for grade in ("HGG", "LGG") if (root / grade).is_dir() for p in (root / grade).iterdir()}
 
 
 def _load(folder: Path, key: str) -> np.ndarray:
@@ -77,9 +72,7 @@ def enhancement_by_difficulty(tmp_path_factory) -> dict[float, dict[str, float]]
     """Fraction of cases with enhancing tumour (label 4) per grade, read from the files."""
     result = {}
     for difficulty in (0.0, 1.0):
-        root = generate_dataset(
-            tmp_path_factory.mktemp(f"d{difficulty}"), difficulty=difficulty, workers=2, **PHENO
-        )
+        root = generate_dataset(tmp_path_factory.mktemp(f"d{difficulty}"), difficulty=difficulty, workers=2, **PHENO)
         has_enh: dict[str, list[bool]] = {"HGG": [], "LGG": []}
         for grade, folder in _cases(root).values():
             has_enh[grade].append(bool((_load(folder, "seg") == 4).any()))

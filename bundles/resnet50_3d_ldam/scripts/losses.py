@@ -31,16 +31,12 @@ DRW_RULES = ("sqrt_inverse", "effective_number")
 
 
 def _validated_counts(class_counts: Sequence[int] | torch.Tensor) -> list[int]:
-    counts = [
-        int(c) for c in (class_counts.tolist() if isinstance(class_counts, torch.Tensor) else class_counts)
-    ]
+    counts = [int(c) for c in (class_counts.tolist() if isinstance(class_counts, torch.Tensor) else class_counts)]
     if len(counts) < 2:
         raise ValueError(f"class_counts needs at least 2 classes, got {counts}")
     bad = [j for j, c in enumerate(counts) if c <= 0]
     if bad:
-        raise ValueError(
-            f"class_counts must be positive; class(es) {bad} have counts {[counts[j] for j in bad]}"
-        )
+        raise ValueError(f"class_counts must be positive; class(es) {bad} have counts {[counts[j] for j in bad]}")
     return counts
 
 
@@ -61,9 +57,7 @@ def ldam_margins(class_counts: Sequence[int], max_m: float = 0.5) -> torch.Tenso
     return torch.tensor([max_m * r / max(raw) for r in raw], dtype=torch.float32)
 
 
-def drw_class_weights(
-    class_counts: Sequence[int], rule: str = "sqrt_inverse", beta: float = 0.9999
-) -> torch.Tensor:
+def drw_class_weights(class_counts: Sequence[int], rule: str = "sqrt_inverse", beta: float = 0.9999) -> torch.Tensor:
     """Class weights used once deferred re-weighting starts.
 
     Rules:
@@ -101,9 +95,7 @@ def _target_indices(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     if target.dim() == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if target.dim() != 1:
-        raise ValueError(
-            f"target must be (B,), (B, 1) or (B, {num_classes}); got shape {tuple(target.shape)}"
-        )
+        raise ValueError(f"target must be (B,), (B, 1) or (B, {num_classes}); got shape {tuple(target.shape)}")
     if target.is_floating_point() and not torch.equal(target, target.round()):
         raise ValueError("floating-point class labels must be whole numbers")
     return target.long()
@@ -227,9 +219,7 @@ class DeferredReweighting:
         if not callable(getattr(loss, "set_class_weights", None)):
             raise TypeError(f"loss must have a set_class_weights method, got {type(loss).__name__}")
         if isinstance(start_epoch, bool) or int(start_epoch) != start_epoch or start_epoch < 1:
-            raise ValueError(
-                f"start_epoch must be an integer >= 1 (ignite epochs are 1-based), got {start_epoch}"
-            )
+            raise ValueError(f"start_epoch must be an integer >= 1 (ignite epochs are 1-based), got {start_epoch}")
         self.loss = loss
         self.start_epoch = int(start_epoch)
         self.rule = rule

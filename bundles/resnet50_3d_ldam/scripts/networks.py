@@ -219,9 +219,7 @@ def _dilate_layer(layer: nn.Module, dilation: int) -> None:
         raise TypeError(f"expected an nn.Sequential of bottleneck blocks, got {type(layer).__name__}")
     for block in layer:
         if not isinstance(block, ResNetBottleneck) or not isinstance(block.conv2, nn.Conv3d):
-            raise TypeError(
-                f"expected MONAI ResNetBottleneck blocks with Conv3d conv2, got {type(block).__name__}"
-            )
+            raise TypeError(f"expected MONAI ResNetBottleneck blocks with Conv3d conv2, got {type(block).__name__}")
         if tuple(block.conv2.kernel_size) != (3, 3, 3):
             raise TypeError(f"expected a 3x3x3 conv2, got kernel {block.conv2.kernel_size}")
         block.conv2.stride = (1, 1, 1)

@@ -89,9 +89,7 @@ def build_pool(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {kind!r}.")
 
 
-def build_head(
-    kind: str, in_features: int, num_classes: int, dropout: float, hidden: int = 256
-) -> nn.Sequential:
+def build_head(kind: str, in_features: int, num_classes: int, dropout: float, hidden: int = 256) -> nn.Sequential:
     """Create the classification head that maps pooled features to logits.
 
     Args:
@@ -190,9 +188,7 @@ class SwinEncoderClassifier(nn.Module):
                 f"feature_size must be a positive multiple of 12 (e.g. 24, 48, 96) as in SwinUNETR, got {feature_size}."
             )
         if len(depths) != NUM_STAGES or len(num_heads) != NUM_STAGES:
-            raise ValueError(
-                f"depths and num_heads need {NUM_STAGES} entries, got {list(depths)}, {list(num_heads)}."
-            )
+            raise ValueError(f"depths and num_heads need {NUM_STAGES} entries, got {list(depths)}, {list(num_heads)}.")
         if pooling not in POOLING_TYPES:
             raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
         if head not in HEAD_TYPES:
@@ -255,9 +251,7 @@ class SwinEncoderClassifier(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"expected input of shape (B, C, D, H, W), got {tuple(x.shape)}.")
         if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected {self.in_channels} input channels, got {x.shape[1]} ({tuple(x.shape)})."
-            )
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]} ({tuple(x.shape)}).")
         spatial = tuple(int(s) for s in x.shape[2:])
         if any(s % self.size_divisor for s in spatial):
             raise ValueError(

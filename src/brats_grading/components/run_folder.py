@@ -16,9 +16,7 @@ SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "ne
 RUN_SUBDIRS: tuple[str, ...] = ("checkpoints", "metrics", "plots", "predictions", "config", "logs")
 
 
-def create_run_dir(
-    output_dir: str | Path, fold: int | None = None, resume_from: str = "", prefix: str = "run"
-) -> str:
+def create_run_dir(output_dir: str | Path, fold: int | None = None, resume_from: str = "", prefix: str = "run") -> str:
     """Make ``<output_dir>/fold_<k>/<prefix>_YYYYmmdd_HHMMSS[_n]`` with the standard sub-folders.
 
     A resumed run (``resume_from`` = a checkpoint inside ``<run>/checkpoints``) continues in its own folder.

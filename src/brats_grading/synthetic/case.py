@@ -19,9 +19,7 @@ from .tissue import _normal_tissue
 from .tumour import _draw_tumour, _segmentation, _tumour_compartments
 
 
-def generate_case(
-    case_id: str, grade: str, seed: int, difficulty: float, voxel_mm: float
-) -> dict[str, NDArray]:
+def generate_case(case_id: str, grade: str, seed: int, difficulty: float, voxel_mm: float) -> dict[str, NDArray]:
     """Arrays for the five files of one case: ``t1, t1ce, t2, flair`` (int16) and ``seg`` (uint8).
 
     Pure function of its arguments (no I/O besides reading the cached template), so datasets can be

@@ -84,8 +84,7 @@ def _template_dir() -> Path:
     missing = [name for name in _TEMPLATE_FILES.values() if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"nilearn is installed but {folder} lacks {', '.join(missing)}; "
-            "a nilearn wheel >= 0.10 ships these files."
+            f"nilearn is installed but {folder} lacks {', '.join(missing)}; a nilearn wheel >= 0.10 ships these files."
         )
     return folder
 

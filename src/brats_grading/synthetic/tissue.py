@@ -72,9 +72,7 @@ def _warp_tissues(
         pts = np.nonzero(candidates)
     else:
         candidates = None
-        pts = tuple(
-            g.ravel() for g in np.meshgrid(*[np.arange(n) for n in crop_shape], indexing="ij", copy=True)
-        )
+        pts = tuple(g.ravel() for g in np.meshgrid(*[np.arange(n) for n in crop_shape], indexing="ij", copy=True))
     # Grid-index millimetres of each sampled voxel, then the mass-effect source position.
     pos = np.stack([(pts[k] + lo[k]).astype(np.float64) * v for k in range(3)])
     if mass > 0:
@@ -88,9 +86,7 @@ def _warp_tissues(
     del pos
     out = {}
     for key in ("mask", "gm", "wm"):
-        vals = ndimage.map_coordinates(
-            getattr(tpl, key), coords, order=1, mode="constant", cval=0.0, output=np.float32
-        )
+        vals = ndimage.map_coordinates(getattr(tpl, key), coords, order=1, mode="constant", cval=0.0, output=np.float32)
         if candidates is None:
             out[key] = vals.reshape(crop_shape)
         else:

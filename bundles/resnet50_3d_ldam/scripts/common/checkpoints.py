@@ -44,6 +44,4 @@ def best_checkpoint(output_dir: str | Path, fold: int | None = None, prefer_ema:
         chosen = select_checkpoint([checkpoints / n for n in names])
         if chosen:
             return chosen
-    raise FileNotFoundError(
-        f"no {' or '.join(names)} under {parent}/run_*/checkpoints; pass --checkpoint PATH"
-    )
+    raise FileNotFoundError(f"no {' or '.join(names)} under {parent}/run_*/checkpoints; pass --checkpoint PATH")

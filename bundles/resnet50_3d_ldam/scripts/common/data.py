@@ -39,8 +39,7 @@ def find_modality_file(case_dir: Path, case_id: str, modality: str) -> Path:
         if candidate.is_file():
             return candidate
     raise DatasetError(
-        f"case '{case_id}' in {case_dir}: missing modality '{modality}' "
-        f"(expected {case_id}_{modality}.nii.gz or .nii)"
+        f"case '{case_id}' in {case_dir}: missing modality '{modality}' (expected {case_id}_{modality}.nii.gz or .nii)"
     )
 
 
@@ -120,13 +119,9 @@ def scan_cases(
     else:
         case_dirs = sorted(p for p in root.iterdir() if p.is_dir())
         if not case_dirs:
-            raise DatasetError(
-                f"{root} holds no case folders (expected HGG/ and LGG/ or one folder per case)"
-            )
+            raise DatasetError(f"{root} holds no case folders (expected HGG/ and LGG/ or one folder per case)")
         csv_path = (
-            Path(grades_csv)
-            if grades_csv
-            else next((root / n for n in GRADE_CSV_NAMES if (root / n).is_file()), None)
+            Path(grades_csv) if grades_csv else next((root / n for n in GRADE_CSV_NAMES if (root / n).is_file()), None)
         )
         grades = read_grades_csv(csv_path) if csv_path else {}
         if not grades and require_grades:
@@ -185,9 +180,7 @@ def load_records(
         records.append(record)
     if not records:
         folds = sorted({item.get("fold") for item in content["training"]})
-        raise DatasetError(
-            f"datalist {path}: split '{split}' of fold {fold} is empty (folds present: {folds})"
-        )
+        raise DatasetError(f"datalist {path}: split '{split}' of fold {fold} is empty (folds present: {folds})")
     return records
 
 
@@ -229,9 +222,7 @@ def cached_dataset(data: Sequence[dict], transform, cache: str = "disk", cache_d
     from monai.data.utils import json_hashing
 
     if cache == "disk":
-        return PersistentDataset(
-            data=data, transform=transform, cache_dir=cache_dir, hash_transform=json_hashing
-        )
+        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir, hash_transform=json_hashing)
     if cache == "memory":
         return CacheDataset(data=data, transform=transform, num_workers=None, progress=False)
     if cache == "none":

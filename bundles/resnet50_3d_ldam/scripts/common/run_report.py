@@ -74,9 +74,7 @@ class RunReport:
             if best is None or metrics["selection_score"] > best["metrics"]["selection_score"]:
                 self.best[prefix] = entry
             if self.per_epoch_plots and self.write_files:
-                plot_evaluation(
-                    labels, probs, self.run_dir / "plots", f"_{prefix}_epoch_{epoch}", metrics["threshold"]
-                )
+                plot_evaluation(labels, probs, self.run_dir / "plots", f"_{prefix}_epoch_{epoch}", metrics["threshold"])
         self.write_metrics()
 
     def log_value(self, key: str, epoch: int, value: float) -> None:
@@ -96,10 +94,11 @@ class RunReport:
 
     def summary(self) -> dict:
         final = self.final_prefix()
+        final_entry = None
+        if final is not None:
+            final_entry = {"source": final, "epoch": self.best[final]["epoch"], **self.best[final]["metrics"]}
         return {
-            "final": None
-            if final is None
-            else {"source": final, "epoch": self.best[final]["epoch"], **self.best[final]["metrics"]},
+            "final": final_entry,
             "best": {p: {"epoch": b["epoch"], **b["metrics"]} for p, b in self.best.items()},
             "latest": {p: {"epoch": b["epoch"], **b["metrics"]} for p, b in self.latest.items()},
             "history": self.history,

@@ -19,6 +19,7 @@ __all__ = [
     "COLLAPSE_SPREAD",
     "SELECTION_TIE_BREAK",
     "THRESHOLD_RULES",
+    "auc_bootstrap_interval",
     "choose_threshold",
     "classification_metrics",
     "collapse_reason",
@@ -41,9 +42,7 @@ def selection_score(auc: float | None, f1: float, collapsed: bool = False) -> fl
     return score - 2.0 if collapsed else score
 
 
-def choose_threshold(
-    labels: Sequence[int], probs: Sequence[float], rule: str = "youden", fixed: float = 0.5
-) -> float:
+def choose_threshold(labels: Sequence[int], probs: Sequence[float], rule: str = "youden", fixed: float = 0.5) -> float:
     """The operating threshold on P(HGG) (HGG when P >= threshold) chosen by ``rule``.
 
     Args:
@@ -94,9 +93,7 @@ def collapse_reason(probs: Sequence[float], threshold: float) -> str | None:
 def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y, pred, labels=[0, 1], zero_division=0
-    )
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=[0, 1], zero_division=0)
     return {
         "accuracy": skm.accuracy_score(y, pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y, pred) if len(np.unique(y)) == 2 else float("nan"),
@@ -145,3 +142,28 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
     result["at_0_5"] = {k: v for k, v in at_half.items() if k != "per_class"}
     result["selection_score"] = selection_score(result["auc"], result["f1"], result["collapsed"])
     return to_jsonable(result)
+
+
+def auc_bootstrap_interval(
+    labels: Sequence[int], probs: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC, resampling cases with replacement.
+
+    A figure on a few dozen cases is noisy; this gives its spread. Resamples holding one class only
+    are skipped. Deterministic for a ``seed``.
+    """
+    if not 0.0 < confidence < 1.0 or resamples < 1:
+        raise ValueError(f"confidence must be in (0, 1) and resamples >= 1, got {confidence}, {resamples}")
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    if len(np.unique(y)) < 2:
+        raise ValueError("an AUC interval needs both classes among the labels")
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(resamples):
+        index = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[index])) == 2:
+            aucs.append(skm.roc_auc_score(y[index], p[index]))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(aucs, [tail, 1.0 - tail])
+    return float(low), float(high)

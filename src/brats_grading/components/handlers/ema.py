@@ -84,9 +84,7 @@ class OptimizerStepEMAHandler(EMAHandler):
         fraction = (step - 1) / max(1, self.warmup_steps - 1)
         return self.warmup_momentum + (self.momentum - self.warmup_momentum) * fraction
 
-    def attach(
-        self, engine: Engine, name: str = "ema_momentum", warn_if_exists: bool = False, event=None
-    ) -> None:
+    def attach(self, engine: Engine, name: str = "ema_momentum", warn_if_exists: bool = False, event=None) -> None:
         """Update on ``ITERATION_COMPLETED`` of stepping iterations; the momentum is set just before."""
         event = event or Events.ITERATION_COMPLETED(event_filter=is_optimizer_step)
         engine.add_event_handler(event, self._set_momentum, name)

@@ -17,8 +17,7 @@ def case_items(output) -> list[dict]:
     if isinstance(output, dict):
         batch = output["pred"].shape[0]
         return [
-            {k: (v[i] if torch.is_tensor(v) and v.ndim > 0 else v) for k, v in output.items()}
-            for i in range(batch)
+            {k: (v[i] if torch.is_tensor(v) and v.ndim > 0 else v) for k, v in output.items()} for i in range(batch)
         ]
     return list(output)
 

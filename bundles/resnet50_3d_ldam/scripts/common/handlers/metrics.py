@@ -63,9 +63,7 @@ class EpochMetricsHandler:
         if not 0.0 <= fixed_threshold <= 1.0:
             raise ValueError(f"fixed_threshold must be in [0, 1], got {fixed_threshold}")
         if operating_point is not None and not {"temperature", "threshold"} <= set(operating_point):
-            raise ValueError(
-                f"operating_point needs 'temperature' and 'threshold', got {sorted(operating_point)}"
-            )
+            raise ValueError(f"operating_point needs 'temperature' and 'threshold', got {sorted(operating_point)}")
         if not prefix:
             raise ValueError("prefix must be a non-empty string such as 'val'")
         self.report = report

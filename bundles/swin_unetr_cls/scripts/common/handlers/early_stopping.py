@@ -56,9 +56,7 @@ class MinEpochsEarlyStopHandler(EarlyStopHandler):
         self.metric_name = metric_name
         floor = reweighting_start_epoch + patience if reweighting_start_epoch > 0 else 0
         self.min_epochs = max(int(min_epochs), int(floor))
-        super().__init__(
-            patience=int(patience), score_function=self._score, trainer=None, min_delta=min_delta
-        )
+        super().__init__(patience=int(patience), score_function=self._score, trainer=None, min_delta=min_delta)
 
     def attach(self, engine: Engine) -> None:
         self.set_trainer(engine)

@@ -112,7 +112,5 @@ class StopAtEpochHandler:
 
     def __call__(self, engine: Engine) -> None:
         if engine.state.epoch >= self.epoch:
-            logger.info(
-                f"stopping after epoch {engine.state.epoch} as asked (stop_epoch); resume from last.pt"
-            )
+            logger.info(f"stopping after epoch {engine.state.epoch} as asked (stop_epoch); resume from last.pt")
             engine.terminate()
