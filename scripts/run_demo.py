@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,18 +34,23 @@ RECIPES: dict[str, dict] = {
                   "--warmup_epochs", "1", "--use_ema", "False"],
     },
     "swin_unetr_cls": {
-        "spatial_size": 64,  # the Swin encoder needs sizes divisible by 32
+        "spatial_size": 32,  # the Swin encoder needs multiples of 32; 64^3 costs ~6x the time per step
         "network": ["--feature_size", "24"],
-        "train": ["--batch_size", "4", "--accumulation_steps", "1", "--learning_rate", "0.0005",
-                  "--encoder_learning_rate", "0.0005", "--warmup_epochs", "1", "--use_ema", "False"],
+        "train": ["--batch_size", "4", "--accumulation_steps", "1", "--learning_rate", "0.0001",
+                  "--encoder_learning_rate", "0.0001", "--warmup_epochs", "1", "--use_ema", "False"],
     },
 }  # fmt: skip
+
+
+#: glibc malloc keeps freed memory instead of returning it to the system after every step, which
+#: saves the page faults of re-allocating it (a Swin step at 32^3 took 0.77x the time; docs/performance.md).
+MALLOC_SETTINGS: dict[str, str] = {"MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_TOP_PAD_": str(1 << 30)}
 
 
 def step(title: str, cmd: list[str], cwd: Path = REPO) -> None:
     print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
     start = time.time()
-    subprocess.run(cmd, cwd=cwd, check=True)
+    subprocess.run(cmd, cwd=cwd, check=True, env={**MALLOC_SETTINGS, **os.environ})
     print(f"--- {title}: {time.time() - start:.0f} s", flush=True)
 
 
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voxel-mm", type=float, default=3.0, help="voxel size of the synthetic data (default: 3)")
     parser.add_argument("--difficulty", type=float, default=0.5, help="grade overlap in [0, 1] (default: 0.5)")
     parser.add_argument(
-        "--spatial-size", type=int, default=None, help="network input size per axis (default: the recipe's, 48 or 64)"
+        "--spatial-size", type=int, default=None, help="network input size per axis (default: the recipe's, 48 or 32)"
     )
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default: 0)")
