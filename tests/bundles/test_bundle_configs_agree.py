@@ -13,7 +13,7 @@ from helpers import BUNDLES
 
 # Differences that belong to the model or its training recipe, by config id.
 MODEL_SPECIFIC = {
-    "imports",  # the ResNet imports its LDAM module
+    "imports",  # the ResNet imports its LDAM and DRW modules
     "batch_size",
     "learning_rate",
     "optimizer_name",
@@ -27,7 +27,7 @@ MODEL_SPECIFIC = {
     "param_groups",  # Swin: a lower learning rate for the encoder
     "lr_scheduler#end_lr",
     "losses#ldam",
-    "train#handlers#scripts.losses.DeferredReweighting",
+    "train#handlers#scripts.reweighting.DeferredReweightingHandler",
     "train#handlers#scripts.common.handlers.MinEpochsEarlyStopHandler#reweighting_start_epoch",
 }
 MODEL_PREFIXES = ("network_def",)

@@ -152,3 +152,18 @@ def test_swin_default_layer_gives_a_map_at_a_larger_input(tmp_path):
     assert tuple(saliency.shape) == (1, 64, 64, 64)
     assert saliency.min() >= 0 and saliency.max() > 0 and saliency.std() > 0  # 2^3 map: not constant
     assert all(p.requires_grad for p in net.parameters())  # restored after the map
+
+
+def test_the_default_map_explains_the_predicted_class(one_case, tmp_path):
+    """Without a class index the map explains the class the network predicts, so no case gets an empty map."""
+    torch.manual_seed(0)
+    net = _tiny_net()
+    preprocessing = Compose(preprocessing_transforms(32, keep_meta=True))
+    image = preprocessing(dict(one_case))["image"]
+    with torch.no_grad():
+        predicted = int(net(image[None]).argmax())
+    default = SaliencySaver(net, preprocessing, str(tmp_path / "a"), target_layer="0").compute(image)
+    chosen = SaliencySaver(net, preprocessing, str(tmp_path / "b"), target_layer="0", class_index=predicted)
+    other = SaliencySaver(net, preprocessing, str(tmp_path / "c"), target_layer="0", class_index=1 - predicted)
+    assert torch.equal(default, chosen.compute(image))
+    assert not torch.equal(default, other.compute(image))

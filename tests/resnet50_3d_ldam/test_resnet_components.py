@@ -16,6 +16,7 @@ from torch import nn
 networks = import_bundle_scripts("resnet50_3d_ldam", "networks")
 medicalnet = import_bundle_scripts("resnet50_3d_ldam", "medicalnet")
 losses = import_bundle_scripts("resnet50_3d_ldam", "losses")
+reweighting = import_bundle_scripts("resnet50_3d_ldam", "reweighting")
 
 FC_KEYS = ["fc.1.weight", "fc.1.bias"]
 
@@ -162,7 +163,7 @@ def test_set_class_weights_sets_and_clears_the_weight() -> None:
 
 def test_drw_sqrt_inverse_weights_match_hand_computed_values() -> None:
     # sqrt(168 / 60) = sqrt(2.8) = 1.673320053; the majority class keeps weight 1.
-    weights = losses.drw_class_weights([60, 168])
+    weights = reweighting.drw_class_weights([60, 168])
     assert weights.dtype == torch.float32
     assert weights.tolist() == pytest.approx([1.673320053, 1.0], abs=1e-6)
 
@@ -170,20 +171,20 @@ def test_drw_sqrt_inverse_weights_match_hand_computed_values() -> None:
 def test_drw_effective_number_weights_match_hand_computed_values() -> None:
     # 1 - 0.9999^60 = 0.005982334171, 1 - 0.9999^168 = 0.016660493025;
     # raw w = 1e-4 / those = 0.016715883322, 0.006002223335; x 2 / their sum (0.022718106657):
-    weights = losses.drw_class_weights([60, 168], rule="effective_number", beta=0.9999)
+    weights = reweighting.drw_class_weights([60, 168], rule="effective_number", beta=0.9999)
     assert weights.tolist() == pytest.approx([1.471591236, 0.528408764], abs=1e-6)
     assert float(weights.sum()) == pytest.approx(2.0)
 
 
 def test_drw_unknown_rule_names_allowed_rules() -> None:
     with pytest.raises(ValueError, match="inverse.*sqrt_inverse.*effective_number"):
-        losses.drw_class_weights([60, 168], rule="inverse")
+        reweighting.drw_class_weights([60, 168], rule="inverse")
 
 
 def _run_recording_weights(handler_kwargs: dict, max_epochs: int, resume_epoch: int = 0) -> dict[int, list | None]:
     loss = losses.LDAMLoss([60, 168])
     engine = Engine(lambda engine, batch: None)
-    losses.DeferredReweighting(loss, [60, 168], **handler_kwargs).attach(engine)
+    reweighting.DeferredReweightingHandler(loss, [60, 168], **handler_kwargs).attach(engine)
     seen: dict[int, list | None] = {}
 
     @engine.on(Events.ITERATION_COMPLETED)
@@ -213,7 +214,7 @@ def test_drw_handler_restores_weights_on_resume() -> None:
 
 def test_drw_handler_rejects_start_epoch_zero() -> None:
     with pytest.raises(ValueError, match="start_epoch"):
-        losses.DeferredReweighting(losses.LDAMLoss([1, 2]), [1, 2], start_epoch=0)
+        reweighting.DeferredReweightingHandler(losses.LDAMLoss([1, 2]), [1, 2], start_epoch=0)
 
 
 # -------------------------------------------------------------------------------------------- network

@@ -1,36 +1,23 @@
-"""Class-imbalance losses: LDAM with deferred re-weighting (DRW), after Cao et al., NeurIPS 2019.
+"""The LDAM loss (label-distribution-aware margins), after Cao et al., NeurIPS 2019.
 
-LDAM gives rarer classes a larger margin, m_j proportional to n_j^(-1/4); DRW trains unweighted first and
-switches to class-balanced weights late in training, once the features are learnt.
+LDAM gives rarer classes a larger margin, m_j proportional to n_j^(-1/4). Its deferred re-weighting (DRW),
+which switches on class-balanced weights late in training, lives in :mod:`.reweighting`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from ignite.engine import Engine, Events
 from torch import nn
 
 from .networks import NormedLinear
 
-__all__ = [
-    "DRW_RULES",
-    "DeferredReweighting",
-    "LDAMLoss",
-    "NormedLinear",
-    "drw_class_weights",
-    "ldam_margins",
-]
-
-DRW_RULES = ("sqrt_inverse", "effective_number")
-"""Allowed values of ``rule`` in :func:`drw_class_weights` and :class:`DeferredReweighting`."""
+__all__ = ["LDAMLoss", "NormedLinear", "ldam_margins", "validated_counts"]
 
 
-def _validated_counts(class_counts: Sequence[int] | torch.Tensor) -> list[int]:
+def validated_counts(class_counts: Sequence[int] | torch.Tensor) -> list[int]:
     counts = [int(c) for c in (class_counts.tolist() if isinstance(class_counts, torch.Tensor) else class_counts)]
     if len(counts) < 2:
         raise ValueError(f"class_counts needs at least 2 classes, got {counts}")
@@ -50,42 +37,11 @@ def ldam_margins(class_counts: Sequence[int], max_m: float = 0.5) -> torch.Tenso
     Returns:
         float32 tensor of shape (num_classes,).
     """
-    counts = _validated_counts(class_counts)
+    counts = validated_counts(class_counts)
     if not max_m >= 0:
         raise ValueError(f"max_m must be >= 0, got {max_m}")
     raw = [c**-0.25 for c in counts]
     return torch.tensor([max_m * r / max(raw) for r in raw], dtype=torch.float32)
-
-
-def drw_class_weights(class_counts: Sequence[int], rule: str = "sqrt_inverse", beta: float = 0.9999) -> torch.Tensor:
-    """Class weights used once deferred re-weighting starts.
-
-    Rules:
-        - ``"sqrt_inverse"`` (default): w_j = sqrt(n_max / n_j), unnormalised, so the majority class keeps
-          weight 1 and a class 4x rarer gets weight 2. Milder than inverse frequency.
-        - ``"effective_number"`` (Cui et al., CVPR 2019, as used by the LDAM-DRW paper):
-          w_j = (1 - beta) / (1 - beta^n_j), normalised to sum to the number of classes.
-
-    Args:
-        class_counts: training samples per class.
-        rule: one of :data:`DRW_RULES`.
-        beta: effective-number hyper-parameter in [0, 1); ignored by ``"sqrt_inverse"``.
-
-    Returns:
-        float32 tensor of shape (num_classes,).
-    """
-    counts = _validated_counts(class_counts)
-    if rule == "sqrt_inverse":
-        n_max = max(counts)
-        weights = [math.sqrt(n_max / c) for c in counts]
-    elif rule == "effective_number":
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        raw = [(1.0 - beta) / (1.0 - beta**c) for c in counts]
-        weights = [len(counts) * r / sum(raw) for r in raw]
-    else:
-        raise ValueError(f"unknown DRW rule {rule!r}; allowed: {', '.join(repr(r) for r in DRW_RULES)}")
-    return torch.tensor(weights, dtype=torch.float32)
 
 
 def _target_indices(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -133,7 +89,7 @@ class LDAMLoss(nn.Module):
         max_m: margin of the rarest class (in cosine units), >= 0.
         s: the head's logit scale, > 0; margins are applied as ``s * m_y`` to the logits.
         weight: per-class cross-entropy weights, or ``None``; can be changed later with
-            :meth:`set_class_weights` (used by :class:`DeferredReweighting`).
+            :meth:`set_class_weights` (used by :class:`.reweighting.DeferredReweightingHandler`).
         reduction: ``"mean"`` (weighted mean, as ``F.cross_entropy``), ``"sum"`` or ``"none"``.
     """
 
@@ -188,61 +144,3 @@ class LDAMLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"margins={self.margins.tolist()}, s={self.s}, reduction={self.reduction!r}"
-
-
-class DeferredReweighting:
-    """Ignite handler for DRW: no class weights before ``start_epoch``, DRW weights from it on.
-
-    At every ``Events.EPOCH_STARTED`` it calls ``loss.set_class_weights(None)`` if
-    ``engine.state.epoch < start_epoch``, else ``loss.set_class_weights(drw_class_weights(...))``. Ignite
-    epochs are 1-based, so weights are active from epoch ``start_epoch`` inclusive (``start_epoch=1``:
-    always weighted). The decision depends only on ``engine.state.epoch``, so the handler is stateless and
-    resuming from a checkpoint restores the right weights at the next epoch start. Note that if the same
-    loss object also computes validation losses, those are weighted too from ``start_epoch``.
-
-    Args:
-        loss: object with ``set_class_weights(weights | None)``, e.g. :class:`LDAMLoss`.
-        class_counts: training samples per class (training fold only).
-        start_epoch: first (1-based) epoch trained with weights, >= 1.
-        rule: weight rule, see :func:`drw_class_weights`.
-        beta: parameter of the ``"effective_number"`` rule.
-    """
-
-    def __init__(
-        self,
-        loss: Any,
-        class_counts: Sequence[int],
-        start_epoch: int = 15,
-        rule: str = "sqrt_inverse",
-        beta: float = 0.9999,
-    ) -> None:
-        if not callable(getattr(loss, "set_class_weights", None)):
-            raise TypeError(f"loss must have a set_class_weights method, got {type(loss).__name__}")
-        if isinstance(start_epoch, bool) or int(start_epoch) != start_epoch or start_epoch < 1:
-            raise ValueError(f"start_epoch must be an integer >= 1 (ignite epochs are 1-based), got {start_epoch}")
-        self.loss = loss
-        self.start_epoch = int(start_epoch)
-        self.rule = rule
-        self.beta = float(beta)
-        self.weights = drw_class_weights(class_counts, rule=rule, beta=beta)
-
-    def weights_for_epoch(self, epoch: int) -> torch.Tensor | None:
-        """The class weights in force during the given 1-based epoch (``None`` = unweighted)."""
-        return None if epoch < self.start_epoch else self.weights.clone()
-
-    def attach(self, engine: Engine) -> None:
-        """Register on ``Events.EPOCH_STARTED`` of the trainer (as MONAI workflows call for ``train_handlers``)."""
-        if not engine.has_event_handler(self, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        self.loss.set_class_weights(self.weights_for_epoch(engine.state.epoch))
-
-    def state_dict(self) -> dict[str, Any]:
-        """Configuration only, for ``CheckpointSaver``; nothing needs restoring (the handler is stateless)."""
-        return {"start_epoch": self.start_epoch, "rule": self.rule, "beta": self.beta}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Accept and ignore a saved configuration: the bundle config stays authoritative."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"expected a mapping, got {type(state_dict).__name__}")

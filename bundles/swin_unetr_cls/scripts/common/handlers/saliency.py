@@ -1,4 +1,4 @@
-"""Grad-CAM saliency of the HGG class, written per case as NIfTI in the space of the case's input image.
+"""Grad-CAM saliency of the predicted (or a chosen) class, per case, as NIfTI in the input image's space.
 
 MONAI's ``GradCAM`` gives the map on the network's input grid (after orientation, brain crop and resize);
 inverting the inference preprocessing (``Compose.inverse`` with the operations recorded for the case) puts it
@@ -63,7 +63,9 @@ class SaliencySaver:
         target_layer: name (as in ``network.named_modules()``) of the module whose output is the map, a
             channel-first ``(B, C, D, H, W)`` tensor, e.g. ``"layer4"`` (ResNet) or ``"swinViT.layers4.0"``.
             A container (``ModuleList``) is never called itself, so it cannot be the target.
-        class_index: the logit the map explains; 1 = HGG.
+        class_index: the logit the map explains: None (default) the predicted class, so every case shows
+            where the model looked for its decision (a map of HGG is zero where the model sees only LGG
+            evidence); 1 = HGG, 0 = LGG.
         image_key: the key of the image in the batch.
     """
 
@@ -73,7 +75,7 @@ class SaliencySaver:
         transform: Compose | Sequence,
         output_dir: str,
         target_layer: str,
-        class_index: int = 1,
+        class_index: int | None = None,
         image_key: str = "image",
     ) -> None:
         if not isinstance(network, nn.Module):
@@ -93,15 +95,17 @@ class SaliencySaver:
                 f"target_layer '{target_layer}' is a {type(modules[target_layer]).__name__}, which is never called "
                 f"itself (no output to hook); use one of its items, e.g. '{target_layer}.0'"
             )
-        if int(class_index) != class_index or class_index < 0:
-            raise ValueError(f"class_index must be a non-negative int, got {class_index!r}")
+        if class_index is not None and (int(class_index) != class_index or class_index < 0):
+            raise ValueError(
+                f"class_index must be None (the predicted class) or a non-negative int, got {class_index!r}"
+            )
         if not output_dir:
             raise ValueError("output_dir must be a folder path, got an empty value")
         self.network = network
         self.transform = transform
         self.output_dir = Path(output_dir)
         self.target_layer = target_layer
-        self.class_index = int(class_index)
+        self.class_index = None if class_index is None else int(class_index)
         self.image_key = image_key
         self.meta_key = PostFix.meta(image_key)
         self.transforms_key = InvertibleTransform.trace_key(image_key)
