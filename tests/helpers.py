@@ -46,7 +46,7 @@ def copy_bundle(name: str, destination: Path) -> Path:
     shutil.copytree(
         BUNDLES / name,
         target,
-        ignore=shutil.ignore_patterns("__pycache__", "runs", "predictions", "*.pt", "*.ts"),
+        ignore=shutil.ignore_patterns("__pycache__", "runs", "predictions", "*.pt", "*.ts", "*.operating_point.json"),
     )
     return target
 
