@@ -311,7 +311,8 @@ def test_normed_head_is_identity_then_normed_linear_keeping_the_state_dict_keys(
     identity, head = model.fc
     assert isinstance(identity, nn.Identity) and isinstance(head, networks.NormedLinear)
     assert (head.in_features, head.out_features, head.dropout, head.scale) == (2048, 2, 0.3, 16.0)
-    assert {k for k in model.state_dict() if k.startswith("fc.")} == {"fc.1.weight"}
+    # the weight keeps its key; the scale travels with it (see the checkpoint test below)
+    assert {k for k in model.state_dict() if k.startswith("fc.")} == {"fc.1.weight", "fc.1.scale"}
     assert losses.NormedLinear is networks.NormedLinear  # still re-exported by losses
 
 
@@ -511,3 +512,14 @@ def test_normed_head_gradient_is_finite_for_an_all_zero_feature_row() -> None:
     features = torch.zeros(2, 8, requires_grad=True)
     head(features).sum().backward()
     assert torch.isfinite(features.grad).all() and torch.isfinite(head.weight.grad).all()
+
+
+def test_a_checkpoint_carries_the_logit_scale_it_was_trained_with() -> None:
+    trained = networks.MedicalNetResNet50(in_channels=4, layout="strided", normed_head=True, logit_scale=20.0).eval()
+    state = trained.state_dict()
+    assert float(state["fc.1.scale"]) == 20.0
+    loaded = networks.MedicalNetResNet50(in_channels=4, layout="strided", normed_head=True, logit_scale=30.0).eval()
+    loaded.load_state_dict(state)
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trained(x))

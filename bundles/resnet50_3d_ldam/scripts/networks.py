@@ -60,7 +60,9 @@ class NormedLinear(nn.Module):
         in_features: size of the input feature vector.
         out_features: number of classes.
         dropout: dropout probability on the normalised feature vector, in [0, 1).
-        scale: logit scale ``s`` > 0 multiplying the cosines; 1 returns bare cosines.
+        scale: logit scale ``s`` > 0 multiplying the cosines; 1 returns bare cosines. It is a buffer of the
+            state dict (``<name>.scale``), so a checkpoint carries the scale it was trained with and a model
+            loaded from it computes the same logits whatever scale it was built with.
     """
 
     def __init__(self, in_features: int, out_features: int, dropout: float = 0.0, scale: float = 1.0) -> None:
@@ -74,7 +76,7 @@ class NormedLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.dropout = float(dropout)
-        self.scale = float(scale)
+        self.register_buffer("scale", torch.tensor(float(scale)))
         # (out, in) like nn.Linear, so a row is one class vector; the paper stores the transpose.
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.xavier_normal_(self.weight)
@@ -92,7 +94,7 @@ class NormedLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"dropout={self.dropout}, scale={self.scale}"
+            f"dropout={self.dropout}, scale={float(self.scale)}"
         )
 
 
