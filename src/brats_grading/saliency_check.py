@@ -26,6 +26,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 
 from brats_grading.components.data import DatasetError, find_modality_file, scan_cases
+from brats_grading.components.outputs import unused_path
 
 SALIENCY_FILE = re.compile(r"^(?P<id>.+)_saliency(?:_(?P<n>\d+))?\.nii(?:\.gz)?$")
 METRICS = ("share_inside", "chance", "lift")
@@ -180,11 +181,7 @@ def format_table(report: dict) -> str:
 
 def write_report(report: dict, output: str | Path) -> Path:
     """Write the report as JSON; an existing file is kept and ``<name>_1.json``, ``_2``... is written instead."""
-    target = path = Path(output)
-    n = 0
-    while path.exists():
-        n += 1
-        path = target.with_name(f"{target.stem}_{n}{target.suffix}")
+    path = unused_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path

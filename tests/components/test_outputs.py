@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from helpers import LABELS, PROBS
 from scipy.special import logit
 
@@ -64,3 +65,16 @@ def test_a_prediction_csv_grades_at_the_given_threshold(tmp_path):
     assert [r["predicted_grade"] for r in _read_rows(path)] == ["LGG", "HGG", "HGG", "HGG"]  # HGG when P >= t
     path = write_prediction_csv(tmp_path / "q.csv", ["a", "b", "c", "d"], probs, [0.0] * 4)
     assert [r["predicted_grade"] for r in _read_rows(path)] == ["LGG", "LGG", "LGG", "HGG"]
+
+
+def test_unused_path_numbers_a_taken_name_before_its_suffix(tmp_path):
+    from brats_grading.components.outputs import unused_path
+
+    assert unused_path(tmp_path / "predictions.csv") == tmp_path / "predictions.csv"
+    (tmp_path / "predictions.csv").write_text("")
+    (tmp_path / "predictions_1.csv").write_text("")
+    assert unused_path(tmp_path / "predictions.csv") == tmp_path / "predictions_2.csv"
+    (tmp_path / "case.1_saliency.nii.gz").write_text("")
+    assert unused_path(tmp_path / "case.1_saliency.nii.gz", ".nii.gz") == tmp_path / "case.1_saliency_1.nii.gz"
+    with pytest.raises(ValueError, match="does not end in"):
+        unused_path(tmp_path / "run_1", ".csv")

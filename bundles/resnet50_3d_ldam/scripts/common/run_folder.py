@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+from .outputs import unused_path
+
 __all__ = ["create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
 
 SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
@@ -41,11 +43,7 @@ def _make_run_dir(output_dir: str | Path, fold: int | None, resume_from: str, pr
     else:
         parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
         stamp = time.strftime("%Y%m%d_%H%M%S")
-        run_dir = parent / f"{prefix}_{stamp}"
-        n = 0
-        while run_dir.exists():
-            n += 1
-            run_dir = parent / f"{prefix}_{stamp}_{n}"
+        run_dir = unused_path(parent / f"{prefix}_{stamp}", suffix="")
     for sub in RUN_SUBDIRS:
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     return str(run_dir)

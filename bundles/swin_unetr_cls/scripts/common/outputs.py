@@ -29,6 +29,26 @@ __all__ = [
 PREDICTION_COLUMNS: tuple[str, ...] = ("id", "prob_hgg", "predicted_grade", "logit")
 
 
+def unused_path(path: str | Path, suffix: str | None = None) -> Path:
+    """``path`` when nothing is there yet, else the first free ``<stem>_<n><suffix>``: nothing written is replaced.
+
+    Args:
+        path: the file or folder wanted.
+        suffix: the ending kept after the number (default ``path.suffix``); e.g. ``".nii.gz"``, or ``""``
+            for a folder whose name holds dots.
+    """
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    if not path.name.endswith(suffix):
+        raise ValueError(f"{path.name!r} does not end in {suffix!r}")
+    stem = path.name[: len(path.name) - len(suffix)]
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{stem}_{n}{suffix}")
+    return candidate
+
+
 def to_jsonable(value):
     """Convert numpy / torch scalars and arrays (nested in dicts, lists) to JSON types; NaN -> None."""
     if isinstance(value, Mapping):

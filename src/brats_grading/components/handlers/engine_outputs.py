@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine
 
-__all__ = ["batch_ids", "case_items", "hgg_log_odds", "hgg_probability_output"]
+__all__ = ["batch_ids", "case_items", "case_label", "hgg_log_odds", "hgg_probability_output"]
 
 
 def case_items(output) -> list[dict]:
@@ -29,6 +29,11 @@ def batch_ids(engine: Engine) -> list[str]:
         ids = batch.get("id")
         return [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(batch["image"]))]
     return [str(item.get("id", i)) for i, item in enumerate(batch)]
+
+
+def case_label(item: dict) -> int:
+    """The integer label of one case, whether stored as an int, a 0-d or a (1,) tensor."""
+    return int(torch.as_tensor(item["label"]).reshape(-1)[0])
 
 
 def hgg_log_odds(logits: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from monai.utils import evenly_divisible_all_gather, string_list_all_gather
 from ..calibration import calibrated_probs, expected_calibration_error, fit_temperature
 from ..metrics import THRESHOLD_RULES, choose_threshold, classification_metrics
 from ..run_report import RunReport
-from .engine_outputs import batch_ids, case_items, hgg_log_odds
+from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
 
 __all__ = ["EpochMetricsHandler"]
 
@@ -91,7 +91,7 @@ class EpochMetricsHandler:
         items = case_items(engine.state.output)
         for item, case_id in zip(items, batch_ids(engine), strict=True):
             self.logits.append(item["pred"].detach().float().reshape(-1))
-            self.labels.append(int(torch.as_tensor(item["label"]).reshape(-1)[0]))
+            self.labels.append(case_label(item))
             self.ids.append(case_id)
         loss = items[0].get("loss") if items else None
         if loss is not None:  # kept as a tensor: no host sync per iteration
@@ -107,18 +107,21 @@ class EpochMetricsHandler:
             ids = string_list_all_gather(ids)
         return logits, labels, ids
 
-    def _operating_point(self, log_odds: list[float], labels: list[int]) -> tuple[float, float, str]:
+    def _operating_point(self, log_odds: list[float], labels: list[int]) -> tuple[float, float, str, list[float]]:
+        """Temperature, threshold, threshold rule and the calibrated P(HGG) they give."""
         if self.operating_point is not None:
             point = self.operating_point
+            temperature, threshold = float(point["temperature"]), float(point["threshold"])
             return (
-                float(point["temperature"]),
-                float(point["threshold"]),
+                temperature,
+                threshold,
                 point.get("threshold_rule", "stored"),
+                calibrated_probs(log_odds, temperature).tolist(),
             )
         temperature = fit_temperature(log_odds, labels) if self.calibrate else 1.0
-        probs = calibrated_probs(log_odds, temperature)
+        probs = calibrated_probs(log_odds, temperature).tolist()
         threshold = choose_threshold(labels, probs, self.threshold_rule, self.fixed_threshold)
-        return temperature, threshold, self.threshold_rule
+        return temperature, threshold, self.threshold_rule, probs
 
     def __call__(self, engine: Engine) -> None:
         logits, labels, ids = self._gathered()
@@ -130,8 +133,7 @@ class EpochMetricsHandler:
             )
         log_odds = hgg_log_odds(logits).tolist() if len(logits) else []
         label_list = labels.tolist()
-        temperature, threshold, rule = self._operating_point(log_odds, label_list)
-        probs = calibrated_probs(log_odds, temperature).tolist()
+        temperature, threshold, rule, probs = self._operating_point(log_odds, label_list)
         metrics = classification_metrics(label_list, probs, threshold)
         metrics.update(
             temperature=temperature,

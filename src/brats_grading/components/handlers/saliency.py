@@ -22,6 +22,7 @@ from monai.utils import PostFix
 from monai.visualize import GradCAM
 from torch import nn
 
+from ..outputs import unused_path
 from .engine_outputs import batch_ids
 
 __all__ = ["SaliencySaver"]
@@ -196,11 +197,7 @@ class SaliencySaver:
         """``<output_dir>/<case_id>_saliency.nii.gz``, or the first ``_<n>`` variant that does not exist yet."""
         if not case_id or Path(case_id).name != case_id:
             raise ValueError(f"case id {case_id!r} cannot be used as a file name")
-        path, n = self.output_dir / f"{case_id}{SUFFIX}{EXTENSION}", 0
-        while path.exists():
-            n += 1
-            path = self.output_dir / f"{case_id}{SUFFIX}_{n}{EXTENSION}"
-        return path
+        return unused_path(self.output_dir / f"{case_id}{SUFFIX}{EXTENSION}", suffix=EXTENSION)
 
     def save_case(self, case_id: str, case: dict) -> Path:
         """Compute, invert and write the map of one decollated case; return the file written."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from ignite.engine import Engine, Events
 
 from ..calibration import calibrated_probs
-from ..outputs import write_prediction_csv
-from .engine_outputs import batch_ids, case_items, hgg_log_odds
+from ..outputs import unused_path, write_prediction_csv
+from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
 
 __all__ = ["PredictionSaver"]
 
@@ -47,15 +47,11 @@ class PredictionSaver:
         self.ids.extend(batch_ids(engine))
         for item in items:
             self.log_odds.append(float(hgg_log_odds(item["pred"].detach().reshape(-1))))
-            label = item.get("label")
-            if label is not None:
-                self.labels.append(int(label.reshape(-1)[0]) if hasattr(label, "reshape") else int(label))
+            if item.get("label") is not None:
+                self.labels.append(case_label(item))
 
     def __call__(self, _engine: Engine) -> None:
-        path, n = self.output_file, 0
-        while path.exists():
-            n += 1
-            path = self.output_file.with_name(f"{self.output_file.stem}_{n}{self.output_file.suffix}")
+        path = unused_path(self.output_file)
         labels = self.labels if len(self.labels) == len(self.ids) else None
         probs = calibrated_probs(self.log_odds, self.temperature)
         write_prediction_csv(path, self.ids, probs, self.log_odds, self.threshold, labels)
