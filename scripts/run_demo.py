@@ -21,30 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from brats_grading.recipes import MALLOC_SETTINGS, RECIPES, cli_args
+
 REPO = Path(__file__).resolve().parents[1]
 DATASET_DIRNAME = "MICCAI_BraTS_2018_Data_Training"
-
-#: the CPU demo recipe per bundle (see docs/performance.md): input size, network overrides (shared by
-#: training and inference) and training overrides of train.json
-RECIPES: dict[str, dict] = {
-    "resnet50_3d_ldam": {
-        "spatial_size": 48,
-        "network": ["--layout", "strided"],
-        "train": ["--batch_size", "8", "--learning_rate", "0.001", "--accumulation_steps", "1",
-                  "--warmup_epochs", "1", "--use_ema", "False"],
-    },
-    "swin_unetr_cls": {
-        "spatial_size": 32,  # the Swin encoder needs multiples of 32; 64^3 costs ~6x the time per step
-        "network": ["--feature_size", "24"],
-        "train": ["--batch_size", "4", "--accumulation_steps", "1", "--learning_rate", "0.0001",
-                  "--encoder_learning_rate", "0.0001", "--warmup_epochs", "1", "--use_ema", "False"],
-    },
-}  # fmt: skip
-
-
-#: glibc malloc keeps freed memory instead of returning it to the system after every step, which
-#: saves the page faults of re-allocating it (a Swin step at 32^3 took 0.77x the time; docs/performance.md).
-MALLOC_SETTINGS: dict[str, str] = {"MALLOC_TRIM_THRESHOLD_": str(4 << 30), "MALLOC_TOP_PAD_": str(1 << 30)}
 
 
 def step(title: str, cmd: list[str], cwd: Path = REPO) -> None:
@@ -116,28 +96,22 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = REPO / "bundles" / args.bundle
     recipe = RECIPES[args.bundle]
-    edge = args.spatial_size or recipe["spatial_size"]
-    size = f"[{edge},{edge},{edge}]"
-    common = ["--dataset_dir", str(dataset), "--output_dir", str(output_dir), "--fold", str(args.fold),
-              "--spatial_size", size, "--num_workers", "2"]  # fmt: skip
+    shared = recipe.shared()
+    if args.spatial_size:
+        shared["spatial_size"] = [args.spatial_size] * 3
+    common = cli_args({"dataset_dir": str(dataset), "output_dir": str(output_dir), "fold": args.fold, "num_workers": 2})
     run = [python, "-m", "monai.bundle", "run", "--logging_file", "configs/logging.conf"]
     runs_before = set((output_dir / f"fold_{args.fold}").glob("run_*"))
-    schedule = ["--epochs", str(args.epochs), "--early_stop_min_epochs", str(args.epochs)]
-    if args.bundle == "resnet50_3d_ldam":
-        schedule += ["--drw_start_epoch", str(max(2, args.epochs // 2))]
-    step(
-        "train",
-        [*run, "--config_file", "configs/train.json", *common, *schedule, *recipe["network"], *recipe["train"]],
-        bundle,
-    )
+    training = cli_args({**recipe.training(args.epochs), **shared})
+    step("train", [*run, "--config_file", "configs/train.json", *common, *training], bundle)
     step("evaluate", [*run, "--config_file", "['configs/train.json','configs/evaluate.json']", *common,
-                      *recipe["network"]], bundle)  # fmt: skip
+                      *cli_args(shared)], bundle)  # fmt: skip
     run_dir = sorted(set((output_dir / f"fold_{args.fold}").glob("run_*")) - runs_before)[-1]
     predictions = output_dir / "held_out_predictions" / "predictions.csv"
     step(
         "held-out inference",
         [*run, "--config_file", "configs/inference.json", "--input", str(held_out / "datalist.json"),
-         "--output_file", str(predictions), "--spatial_size", size, "--num_workers", "2", *recipe["network"]],
+         "--output_file", str(predictions), "--num_workers", "2", *cli_args(shared)],
         bundle,
     )  # fmt: skip
     written = sorted(predictions.parent.glob("predictions*.csv"), key=lambda p: p.stat().st_mtime)[-1]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import copy_bundle
+from helpers import TINY_CV, copy_bundle, run_cross_validate
 
 # Small enough for 2 CPU cores, large enough for 5 stratified folds (>= 5 cases per class).
 SMALL_DATASET = {"n_hgg": 14, "n_lgg": 6, "seed": 7, "difficulty": 0.2, "voxel_mm": 3.0}
@@ -33,3 +33,15 @@ def bundle(request, tmp_path_factory) -> Path:
     """A fresh copy of the bundle the test module names in ``BUNDLE``, as a user would unzip it."""
     name = request.module.BUNDLE
     return copy_bundle(name, tmp_path_factory.mktemp(name))
+
+
+@pytest.fixture(scope="session")
+def tiny_cv(tmp_path_factory, small_brats) -> Path:
+    """A two-fold cross-validation of a copy of the ResNet bundle (tiny), run by ``scripts/cross_validate.py``."""
+    work = tmp_path_factory.mktemp("cv")
+    bundle = copy_bundle("resnet50_3d_ldam", work)
+    cv_dir = work / "cv"
+    run_cross_validate(
+        "run", str(bundle), "--dataset_dir", str(small_brats), "--output_dir", str(cv_dir), "--folds", "2", *TINY_CV
+    )
+    return cv_dir

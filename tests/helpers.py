@@ -162,3 +162,21 @@ with torch.no_grad():
 print(json.dumps({{"diff": diff, "metadata": json.loads(extra["metadata.json"])}}))
 """,
     )
+
+
+#: tiny ResNet training for cross-validation tests: strided layout at 32^3, two epochs, no workers
+TINY_CV = [
+    "--layout", "strided", "--spatial_size", "[32,32,32]", "--batch_size", "2", "--num_workers", "0",
+    "--accumulation_steps", "1", "--epochs", "2", "--drw_start_epoch", "1", "--ema_warmup_steps", "2",
+]  # fmt: skip
+
+
+def run_cross_validate(*args: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    """``scripts/cross_validate.py`` as a user runs it."""
+    cmd = [sys.executable, str(REPO / "scripts" / "cross_validate.py"), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, **popen)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"cross_validate.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
+        )
+    return result

@@ -14,7 +14,7 @@ from sklearn.calibration import CalibrationDisplay
 
 from .data import LABEL_NAMES
 
-__all__ = ["plot_evaluation", "plot_history"]
+__all__ = ["plot_evaluation", "plot_history", "plot_roc_curves"]
 
 
 def _figure():
@@ -99,3 +99,28 @@ def plot_evaluation(
         display.figure_.savefig(written[-1], dpi=100, bbox_inches="tight")
         plt.close(display.figure_)
     return written
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path: str | Path, title: str = ""
+) -> Path | None:
+    """One ROC figure with a curve per named ``(labels, P(HGG))`` pair (folds and pooled, or members and ensemble).
+
+    Curves on a one-class set are left out; with none left no figure is written and None is returned.
+    """
+    drawable = {name: (np.asarray(y, int), np.asarray(p, float)) for name, (y, p) in curves.items()}
+    drawable = {name: yp for name, yp in drawable.items() if len(np.unique(yp[0])) == 2}
+    if not drawable:
+        return None
+    plt = _figure()
+    figure, axis = plt.subplots(figsize=(6, 6))
+    for name, (y, p) in drawable.items():
+        skm.RocCurveDisplay.from_predictions(
+            y, p, pos_label=1, name=name, ax=axis, plot_chance_level=name == next(iter(drawable))
+        )
+    axis.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .outputs import unused_path
@@ -60,12 +61,14 @@ def _calling_parser():
     return None
 
 
-def save_run_config(run_dir: str | Path, name: str = "config.json") -> str:
+def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequence[str] = ()) -> str:
     """Write the merged config of this run (files + CLI overrides) and the resolved top-level values.
 
     Call it from a bundle config expression, e.g. ``"$scripts.common.run_folder.save_run_config(@run_dir)"``.
     The resolved part holds every top-level scalar or list after expressions and references are
     evaluated (``device``, ``run_dir``, ``spatial_size``...), which is what a reader needs to rerun it.
+    Keys in ``skip`` are saved as written but not evaluated (values that load models or need files a later
+    step writes).
     """
     parser = _calling_parser()
     if parser is None:
@@ -73,7 +76,7 @@ def save_run_config(run_dir: str | Path, name: str = "config.json") -> str:
     raw = parser.get()
     resolved = {}
     for key, value in raw.items():
-        if key in SKIPPED_KEYS or isinstance(value, dict):
+        if key in SKIPPED_KEYS or key in skip or isinstance(value, dict):
             continue
         if isinstance(value, list) and any(isinstance(v, dict) for v in value):
             continue

@@ -30,6 +30,36 @@ def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
     return size  # type: ignore[return-value]
 
 
+def loading_transforms(image_key: str = "image") -> list[Transform]:
+    """Load the record's files as channels and orient them RAS: the part of preprocessing done once per case."""
+    return [
+        LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
+        Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+    ]
+
+
+def network_input_transforms(
+    spatial_size: int | Sequence[int] = (128, 128, 128), image_key: str = "image", keep_meta: bool = False
+) -> list[Transform]:
+    """Crop to the brain, z-score non-zero voxels per channel, resize: what makes a loaded case one network's input.
+
+    The crop's foreground is the voxels above zero in any channel of ``image_key``, so it depends on the
+    channels present: an ensemble member that reads FLAIR only gets a FLAIR-only crop, as in its own bundle.
+    """
+    size = _spatial(spatial_size)
+    transforms = [
+        CropForegroundd(
+            keys=image_key, source_key=image_key, allow_smaller=True, start_coord_key=None, end_coord_key=None
+        ),
+        NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True),
+        Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=False),
+        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=keep_meta),
+    ]
+    if keep_meta:
+        transforms.append(FromMetaTensord(keys=image_key))
+    return transforms
+
+
 def preprocessing_transforms(
     spatial_size: int | Sequence[int] = (128, 128, 128),
     image_key: str = "image",
@@ -43,20 +73,7 @@ def preprocessing_transforms(
     (the applied operations), so ``Compose(...).inverse`` maps a tensor of the network's input grid back to
     the first modality file's space.
     """
-    size = _spatial(spatial_size)
-    transforms = [
-        LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
-        Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        CropForegroundd(
-            keys=image_key, source_key=image_key, allow_smaller=True, start_coord_key=None, end_coord_key=None
-        ),
-        NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True),
-        Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=False),
-        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=keep_meta),
-    ]
-    if keep_meta:
-        transforms.append(FromMetaTensord(keys=image_key))
-    return transforms
+    return loading_transforms(image_key) + network_input_transforms(spatial_size, image_key, keep_meta)
 
 
 def augmentation_transforms(

@@ -1,0 +1,47 @@
+"""Checkpoints of a run: the metrics stored beside the weights, and which checkpoint is the run's model.
+
+Training keeps ``best.pt`` (raw weights) and ``best_ema.pt`` (EMA weights), each with the validation
+metrics of the epoch that saved it; the run's model is whichever of the two validated better.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["best_checkpoint", "select_checkpoint", "stored_metrics"]
+
+
+def stored_metrics(checkpoint: str | Path) -> dict:
+    """The validation metrics saved beside a checkpoint's weights (``{}`` when it holds none).
+
+    The file is memory-mapped, so reading the metrics does not read the weights.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return dict(state.get("metrics") or {}) if isinstance(state, dict) else {}
+
+
+def select_checkpoint(candidates: list[str | Path]) -> str | None:
+    """Of the existing ``candidates``, the one with the highest stored selection score; earlier wins ties."""
+    existing = [Path(c) for c in candidates if Path(c).is_file()]
+    if not existing:
+        return None
+    scores = [stored_metrics(c).get("selection_score", float("-inf")) for c in existing]
+    return str(existing[scores.index(max(scores))])
+
+
+def best_checkpoint(output_dir: str | Path, fold: int | None = None, prefer_ema: bool = True) -> str:
+    """The newest run's selected model: ``best_ema.pt`` or ``best.pt``, whichever validated better.
+
+    Short runs leave the EMA behind the raw weights, long ones usually the reverse, so the stored
+    validation score decides (EMA on ties). Never ``last.pt``: name a checkpoint to evaluate that.
+    """
+    parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
+    runs = sorted(parent.glob("run_*/checkpoints"), key=lambda p: p.stat().st_mtime)
+    names = ("best_ema.pt", "best.pt") if prefer_ema else ("best.pt",)
+    for checkpoints in reversed(runs):
+        chosen = select_checkpoint([checkpoints / n for n in names])
+        if chosen:
+            return chosen
+    raise FileNotFoundError(f"no {' or '.join(names)} under {parent}/run_*/checkpoints; pass --checkpoint PATH")

@@ -1,0 +1,212 @@
+"""Find BraTS cases on disk and turn a datalist into the records a MONAI dataset consumes.
+
+Layouts understood:
+
+* BraTS 2018 / 2019: ``<root>/HGG/<id>/<id>_<modality>.nii.gz`` and ``<root>/LGG/...``;
+* BraTS 2020: ``<root>/<id>/<id>_<modality>.nii.gz`` with ``name_mapping.csv`` holding ``Grade``;
+* any folder of case folders plus a grades CSV (``--grades-csv``), e.g. a 2021 copy graded elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+CHANNEL_ORDER: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
+LABEL_NAMES: dict[int, str] = {0: "LGG", 1: "HGG"}
+GRADE_TO_LABEL: dict[str, int] = {name: label for label, name in LABEL_NAMES.items()}
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+GRADE_CSV_NAMES: tuple[str, ...] = ("name_mapping.csv",)
+ID_COLUMNS: tuple[str, ...] = (
+    "BraTS_2020_subject_ID",
+    "BraTS_2019_subject_ID",
+    "BraTS_2018_subject_ID",
+    "id",
+    "ID",
+)
+
+
+class DatasetError(ValueError):
+    """Raised for a dataset folder or datalist that cannot be used; the message names the case or file."""
+
+
+def find_modality_file(case_dir: Path, case_id: str, modality: str) -> Path:
+    """Return ``<case_dir>/<case_id>_<modality>.nii[.gz]``, or raise naming the case and modality."""
+    for suffix in NIFTI_SUFFIXES:
+        candidate = case_dir / f"{case_id}_{modality}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(
+        f"case '{case_id}' in {case_dir}: missing modality '{modality}' (expected {case_id}_{modality}.nii.gz or .nii)"
+    )
+
+
+def _check_readable(path: Path, case_id: str) -> None:
+    import nibabel as nib
+
+    try:
+        nib.load(str(path)).header.get_data_shape()
+    except Exception as err:  # nibabel raises several types for broken files
+        raise DatasetError(f"case '{case_id}': cannot read {path}: {err}") from err
+
+
+def _case_record(case_dir: Path, root: Path, modalities: Sequence[str], check_readable: bool) -> dict:
+    case_id = case_dir.name
+    paths = [find_modality_file(case_dir, case_id, m) for m in modalities]
+    if check_readable:
+        for path in paths:
+            _check_readable(path, case_id)
+    return {"id": case_id, "image": [str(p.relative_to(root)) for p in paths]}
+
+
+def read_grades_csv(path: Path) -> dict[str, str]:
+    """Read ``id -> grade`` from a CSV with a ``Grade`` column and an id column (BraTS 2020 style)."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        grade_col = next((f for f in fields if f.strip().lower() == "grade"), None)
+        id_col = next((c for c in ID_COLUMNS if c in fields), None)
+        if grade_col is None or id_col is None:
+            raise DatasetError(
+                f"{path}: needs a 'Grade' column and an id column (one of {', '.join(ID_COLUMNS)}); "
+                f"found columns {fields}"
+            )
+        grades: dict[str, str] = {}
+        for row in reader:
+            case_id, grade = (row[id_col] or "").strip(), (row[grade_col] or "").strip().upper()
+            if not case_id:
+                continue
+            if grade not in GRADE_TO_LABEL:
+                raise DatasetError(f"{path}: case '{case_id}' has grade '{grade}', expected HGG or LGG")
+            if case_id in grades:
+                raise DatasetError(f"{path}: duplicate case id '{case_id}'")
+            grades[case_id] = grade
+    return grades
+
+
+def scan_cases(
+    dataset_dir: str | Path,
+    modalities: Sequence[str] = CHANNEL_ORDER,
+    grades_csv: str | Path | None = None,
+    require_grades: bool = True,
+    check_readable: bool = False,
+) -> list[dict]:
+    """List the cases of a BraTS folder as ``{"id", "image", ["label", "grade"]}`` records.
+
+    Image paths are relative to ``dataset_dir``, in the order of ``modalities``. Without grades
+    (a 2021-style folder and no ``grades_csv``) the records carry no label when ``require_grades``
+    is False (inference) and raise otherwise, since grading needs the HGG/LGG label.
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    grade_dirs = [root / g for g in ("HGG", "LGG") if (root / g).is_dir()]
+    records: list[dict] = []
+    seen: dict[str, str] = {}
+    if grade_dirs and grades_csv is None:
+        for grade_dir in grade_dirs:
+            for case_dir in sorted(p for p in grade_dir.iterdir() if p.is_dir()):
+                if case_dir.name in seen:
+                    raise DatasetError(
+                        f"duplicate case id '{case_dir.name}' in {seen[case_dir.name]} and {grade_dir.name}"
+                    )
+                seen[case_dir.name] = grade_dir.name
+                record = _case_record(case_dir, root, modalities, check_readable)
+                record.update(grade=grade_dir.name, label=GRADE_TO_LABEL[grade_dir.name])
+                records.append(record)
+    else:
+        case_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+        if not case_dirs:
+            raise DatasetError(f"{root} holds no case folders (expected HGG/ and LGG/ or one folder per case)")
+        csv_path = (
+            Path(grades_csv) if grades_csv else next((root / n for n in GRADE_CSV_NAMES if (root / n).is_file()), None)
+        )
+        grades = read_grades_csv(csv_path) if csv_path else {}
+        if not grades and require_grades:
+            raise DatasetError(
+                f"{root}: no tumour grades found. Grading needs HGG/LGG labels: use the 2018/2019 layout "
+                "(HGG/ and LGG/ folders), a 2020 copy with name_mapping.csv, or pass a grades CSV "
+                "(columns 'id' and 'Grade'). BraTS 2021+ releases ship no grades."
+            )
+        for case_dir in case_dirs:
+            record = _case_record(case_dir, root, modalities, check_readable)
+            if grades:
+                if case_dir.name not in grades:
+                    if require_grades:
+                        raise DatasetError(f"case '{case_dir.name}' has no grade in {csv_path}")
+                else:
+                    record.update(grade=grades[case_dir.name], label=GRADE_TO_LABEL[grades[case_dir.name]])
+            records.append(record)
+    if not records:
+        raise DatasetError(f"{root}: no cases found")
+    return records
+
+
+def load_records(
+    datalist_file: str | Path,
+    dataset_dir: str | Path | None = None,
+    fold: int | None = None,
+    split: str = "all",
+    modalities: Sequence[str] = CHANNEL_ORDER,
+) -> list[dict]:
+    """Read a datalist and return records with absolute paths of the chosen ``modalities``.
+
+    ``split`` is ``"train"`` (every fold but ``fold``), ``"val"`` (only ``fold``) or ``"all"``.
+    ``dataset_dir`` defaults to the datalist's own folder.
+    """
+    path = Path(datalist_file)
+    if not path.is_file():
+        raise DatasetError(f"datalist {path} does not exist (write one with scripts/make_datalist.py)")
+    content = json.loads(path.read_text())
+    if "training" not in content:
+        raise DatasetError(f"datalist {path} has no 'training' key")
+    order = list(content.get("channel_order", CHANNEL_ORDER))
+    unknown = [m for m in modalities if m not in order]
+    if unknown or not modalities:
+        raise DatasetError(f"modalities {list(modalities)} must be a non-empty subset of {order} ({path})")
+    if split not in ("all", "train", "val"):
+        raise DatasetError(f"split '{split}' must be one of 'all', 'train', 'val'")
+    if split != "all" and fold is None:
+        raise DatasetError(f"split '{split}' needs a fold")
+    base = Path(dataset_dir) if dataset_dir else path.parent
+    records = []
+    for item in content["training"]:
+        if split == "train" and item["fold"] == fold or split == "val" and item["fold"] != fold:
+            continue
+        record = {k: v for k, v in item.items() if k != "image"}
+        record["image"] = [str(base / item["image"][order.index(m)]) for m in modalities]
+        records.append(record)
+    if not records:
+        folds = sorted({item.get("fold") for item in content["training"]})
+        raise DatasetError(f"datalist {path}: split '{split}' of fold {fold} is empty (folds present: {folds})")
+    return records
+
+
+def inference_records(input_path: str | Path, modalities: Sequence[str] = CHANNEL_ORDER) -> list[dict]:
+    """Records for inference from a datalist JSON (all cases) or a BraTS-style folder (labels optional)."""
+    path = Path(input_path)
+    if path.is_file():
+        return load_records(path, modalities=modalities)
+    records = scan_cases(path, modalities=modalities, require_grades=False)
+    for record in records:
+        record["image"] = [str(path / p) for p in record["image"]]
+    return records
+
+
+def class_counts(records: Sequence[dict], num_classes: int = 2) -> list[int]:
+    """Count records per label; a class with no case is an error since loss weights need it."""
+    counts = [0] * num_classes
+    for record in records:
+        counts[int(record["label"])] += 1
+    empty = [LABEL_NAMES.get(c, str(c)) for c, n in enumerate(counts) if n == 0]
+    if empty:
+        raise DatasetError(f"no training case of class {', '.join(empty)}: counts {counts}")
+    return counts
+
+
+def balancing_weights(records: Sequence[dict], num_classes: int = 2) -> list[float]:
+    """Per-record inverse-frequency weights for ``WeightedRandomSampler`` (classes drawn equally often)."""
+    counts = class_counts(records, num_classes)
+    return [1.0 / counts[int(r["label"])] for r in records]

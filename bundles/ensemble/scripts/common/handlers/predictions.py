@@ -1,0 +1,58 @@
+"""Write batch inference's per-case predictions: calibrated P(HGG), the grade at the stored threshold, the logit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from ..calibration import calibrated_probs
+from ..outputs import unused_path, write_prediction_csv
+from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
+
+__all__ = ["PredictionSaver"]
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionSaver:
+    """Write one CSV row per case when inference completes; never overwrite an existing file.
+
+    An existing ``predictions.csv`` makes ``predictions_1.csv``, ``predictions_2.csv``... The engine's
+    ``pred`` must be the network's logits (2 classes).
+
+    Args:
+        output_file: the CSV to write.
+        operating_point: ``{"temperature", "threshold"}`` of the model (:func:`..calibration.read_operating_point`).
+    """
+
+    def __init__(self, output_file: str, operating_point: dict | None = None) -> None:
+        point = operating_point or {"temperature": 1.0, "threshold": 0.5}
+        if not point["temperature"] > 0 or not 0.0 <= point["threshold"] <= 1.0:
+            raise ValueError(f"operating_point needs temperature > 0 and threshold in [0, 1], got {point}")
+        self.output_file = Path(output_file)
+        self.temperature = float(point["temperature"])
+        self.threshold = float(point["threshold"])
+        self.ids: list[str] = []
+        self.log_odds: list[float] = []
+        self.labels: list[int] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _collect(self, engine: Engine) -> None:
+        items = case_items(engine.state.output)
+        self.ids.extend(batch_ids(engine))
+        for item in items:
+            self.log_odds.append(float(hgg_log_odds(item["pred"].detach().reshape(-1))))
+            if item.get("label") is not None:
+                self.labels.append(case_label(item))
+
+    def __call__(self, _engine: Engine) -> None:
+        path = unused_path(self.output_file)
+        labels = self.labels if len(self.labels) == len(self.ids) else None
+        probs = calibrated_probs(self.log_odds, self.temperature)
+        write_prediction_csv(path, self.ids, probs, self.log_odds, self.threshold, labels)
+        logger.info(f"wrote {len(self.ids)} predictions to {path} (threshold {self.threshold:.6g})")

@@ -1,0 +1,72 @@
+"""Publish the run's model at the end of training: the weights a user downloads and their operating point.
+
+The published file is a plain state dict, what the model zoo's ``ckpt_export`` expects; the temperature
+and threshold chosen on validation go next to it as JSON (:mod:`..calibration`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+
+from ..calibration import write_operating_point
+from ..checkpoints import select_checkpoint, stored_metrics
+
+__all__ = ["BestModelSaver"]
+
+logger = logging.getLogger(__name__)
+
+OPERATING_POINT_KEYS: tuple[str, ...] = (
+    "temperature",
+    "threshold",
+    "threshold_rule",
+    "source",
+    "epoch",
+    "auc",
+)
+
+
+class BestModelSaver:
+    """When training completes, copy the best-validated checkpoint's weights to ``publish_path``.
+
+    The candidate with the best stored validation score wins (``best_ema.pt`` before ``best.pt`` on
+    ties when listed first). A file already at ``publish_path`` is kept as ``<name>.previous.pt``.
+
+    Args:
+        candidates: checkpoints holding ``{"model", "metrics"}``, in order of preference on ties.
+        publish_path: where the plain state dict goes, e.g. ``<bundle>/models/model.pt``.
+    """
+
+    def __init__(self, candidates: Sequence[str], publish_path: str) -> None:
+        if not candidates:
+            raise ValueError("candidates must name at least one checkpoint")
+        if not str(publish_path).endswith(".pt"):
+            raise ValueError(f"publish_path must end in .pt, got {publish_path!r}")
+        self.candidates = list(candidates)
+        self.publish_path = Path(publish_path)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, _engine: Engine) -> None:
+        source = select_checkpoint(self.candidates)
+        if source is None:
+            logger.warning(f"no best checkpoint among {self.candidates}: nothing published")
+            return
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        target = self.publish_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.copy2(target, target.with_suffix(".previous.pt"))
+        torch.save(state.get("model", state), target)
+        metrics = stored_metrics(source)
+        point = {k: metrics[k] for k in OPERATING_POINT_KEYS if k in metrics}
+        write_operating_point(target, {**point, "checkpoint": str(source)})
+        logger.info(
+            f"published {source} as {target} (threshold {point.get('threshold')}, T {point.get('temperature')})"
+        )

@@ -1,0 +1,169 @@
+"""Grading metrics (scikit-learn), the operating threshold, the collapse check and the selection score.
+
+HGG (label 1) is the positive class. Metrics are computed at an operating threshold on P(HGG),
+chosen on the validation set (Youden's J by default), and again at 0.5 so both stay comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .data import LABEL_NAMES
+from .outputs import to_jsonable
+
+__all__ = [
+    "COLLAPSE_SPREAD",
+    "SELECTION_TIE_BREAK",
+    "THRESHOLD_RULES",
+    "auc_bootstrap_interval",
+    "choose_threshold",
+    "classification_metrics",
+    "collapse_reason",
+    "selection_score",
+]
+
+SELECTION_TIE_BREAK = 1e-6
+#: a model whose P(HGG) over a validation set spans less than this has collapsed to one answer.
+COLLAPSE_SPREAD = 1e-3
+THRESHOLD_RULES: tuple[str, ...] = ("youden", "f1", "fixed")
+
+
+def selection_score(auc: float | None, f1: float, collapsed: bool = False) -> float:
+    """AUC with F1 as tie-break (F1 enters at 1e-6, below any AUC step of a set under 1000x1000 cases).
+
+    A collapsed model scores 2 lower, below any healthy score, so any healthy epoch is selected
+    before it, while collapsed epochs keep their order among themselves.
+    """
+    score = (auc if auc is not None and math.isfinite(auc) else 0.0) + SELECTION_TIE_BREAK * f1
+    return score - 2.0 if collapsed else score
+
+
+def choose_threshold(labels: Sequence[int], probs: Sequence[float], rule: str = "youden", fixed: float = 0.5) -> float:
+    """The operating threshold on P(HGG) (HGG when P >= threshold) chosen by ``rule``.
+
+    Args:
+        labels: true labels, 1 = HGG.
+        probs: P(HGG) per case.
+        rule: ``"youden"`` maximises sensitivity + specificity - 1 over the ROC curve's thresholds
+            (the highest such threshold on ties); ``"f1"`` maximises macro F1 over the observed
+            probabilities; ``"fixed"`` returns ``fixed``. A one-class set also returns ``fixed``.
+        fixed: the threshold of the ``"fixed"`` rule and the fallback.
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule '{rule}' must be one of {THRESHOLD_RULES}")
+    if not 0.0 <= fixed <= 1.0:
+        raise ValueError(f"fixed threshold must be in [0, 1], got {fixed}")
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    if rule == "fixed" or len(np.unique(y)) < 2:
+        return float(fixed)
+    if rule == "youden":
+        fpr, tpr, thresholds = skm.roc_curve(y, p, pos_label=1, drop_intermediate=False)
+        j = tpr - fpr
+        best = int(np.argmax(j))  # thresholds decrease along the curve: the first maximum is the highest
+        return float(min(thresholds[best], 1.0))
+    candidates = np.unique(p)[::-1]
+    scores = [skm.f1_score(y, (p >= t).astype(int), average="macro", zero_division=0) for t in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def collapse_reason(probs: Sequence[float], threshold: float) -> str | None:
+    """Why a set of predictions shows a collapsed model, or None when it does not.
+
+    Collapsed: P(HGG) spans less than :data:`COLLAPSE_SPREAD`, or the threshold puts every case
+    in one class. Such a model answers the same whatever the image, whatever its AUC says.
+    """
+    p = np.asarray(probs, dtype=float)
+    if len(p) < 2:
+        return None
+    spread = float(p.max() - p.min())
+    if spread < COLLAPSE_SPREAD:
+        return f"P(HGG) nearly constant: spread {spread:.3g} < {COLLAPSE_SPREAD} over {len(p)} cases"
+    predicted = p >= threshold
+    if predicted.all() or not predicted.any():
+        grade = LABEL_NAMES[int(predicted[0])]
+        return f"every one of {len(p)} cases predicted {grade} at threshold {threshold:.6g}"
+    return None
+
+
+def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=[0, 1], zero_division=0)
+    return {
+        "accuracy": skm.accuracy_score(y, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred) if len(np.unique(y)) == 2 else float("nan"),
+        "precision": skm.precision_score(y, pred, average="macro", zero_division=0),
+        "recall": skm.recall_score(y, pred, average="macro", zero_division=0),
+        "f1": skm.f1_score(y, pred, average="macro", zero_division=0),
+        "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+        "true_positives": tp,
+        "true_negatives": tn,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "per_class": {
+            LABEL_NAMES[c]: {
+                "precision": precision[c],
+                "recall": recall[c],
+                "f1": f1[c],
+                "support": support[c],
+            }
+            for c in (0, 1)
+        },
+    }
+
+
+def classification_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict:
+    """All grading metrics from labels (1 = HGG) and P(HGG), at ``threshold`` and, under ``at_0_5``, at 0.5.
+
+    Returns accuracy, balanced accuracy, macro precision / recall / F1, ROC AUC, average precision,
+    sensitivity (HGG recall), specificity (LGG recall), the confusion counts (false negatives are
+    missed HGG), per-class figures, ``collapsed`` / ``collapse_reason`` and ``selection_score``.
+    """
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    both_classes = len(np.unique(y)) == 2
+    reason = collapse_reason(p, threshold)
+    result = {
+        **_threshold_metrics(y, p, threshold),
+        "auc": skm.roc_auc_score(y, p) if both_classes else float("nan"),
+        "average_precision": skm.average_precision_score(y, p) if both_classes else float("nan"),
+        "num_cases": len(y),
+        "threshold": threshold,
+        "collapsed": reason is not None,
+        "collapse_reason": reason,
+    }
+    at_half = _threshold_metrics(y, p, 0.5)
+    result["at_0_5"] = {k: v for k, v in at_half.items() if k != "per_class"}
+    result["selection_score"] = selection_score(result["auc"], result["f1"], result["collapsed"])
+    return to_jsonable(result)
+
+
+def auc_bootstrap_interval(
+    labels: Sequence[int], probs: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC, resampling cases with replacement.
+
+    A figure on a few dozen cases is noisy; this gives its spread. Resamples holding one class only
+    are skipped. Deterministic for a ``seed``.
+    """
+    if not 0.0 < confidence < 1.0 or resamples < 1:
+        raise ValueError(f"confidence must be in (0, 1) and resamples >= 1, got {confidence}, {resamples}")
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    if len(np.unique(y)) < 2:
+        raise ValueError("an AUC interval needs both classes among the labels")
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(resamples):
+        index = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[index])) == 2:
+            aucs.append(skm.roc_auc_score(y[index], p[index]))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(aucs, [tail, 1.0 - tail])
+    return float(low), float(high)

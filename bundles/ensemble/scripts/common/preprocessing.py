@@ -1,0 +1,104 @@
+"""The preprocessing every bundle shares, and the training augmentation, as MONAI transform lists.
+
+Preprocessing order matters: z-scoring runs on the cropped, native-resolution brain so the
+background zeros that define "non-zero" are still exact; resizing comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.transforms import (
+    CropForegroundd,
+    EnsureTyped,
+    FromMetaTensord,
+    LoadImaged,
+    NormalizeIntensityd,
+    Orientationd,
+    RandAffined,
+    RandFlipd,
+    Resized,
+    Transform,
+)
+
+
+def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
+    size = (spatial_size,) * 3 if isinstance(spatial_size, int) else tuple(int(s) for s in spatial_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"spatial_size must be an int or three positive ints, got {spatial_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def loading_transforms(image_key: str = "image") -> list[Transform]:
+    """Load the record's files as channels and orient them RAS: the part of preprocessing done once per case."""
+    return [
+        LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
+        Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+    ]
+
+
+def network_input_transforms(
+    spatial_size: int | Sequence[int] = (128, 128, 128), image_key: str = "image", keep_meta: bool = False
+) -> list[Transform]:
+    """Crop to the brain, z-score non-zero voxels per channel, resize: what makes a loaded case one network's input.
+
+    The crop's foreground is the voxels above zero in any channel of ``image_key``, so it depends on the
+    channels present: an ensemble member that reads FLAIR only gets a FLAIR-only crop, as in its own bundle.
+    """
+    size = _spatial(spatial_size)
+    transforms = [
+        CropForegroundd(
+            keys=image_key, source_key=image_key, allow_smaller=True, start_coord_key=None, end_coord_key=None
+        ),
+        NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True),
+        Resized(keys=image_key, spatial_size=size, mode="trilinear", anti_aliasing=False),
+        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=keep_meta),
+    ]
+    if keep_meta:
+        transforms.append(FromMetaTensord(keys=image_key))
+    return transforms
+
+
+def preprocessing_transforms(
+    spatial_size: int | Sequence[int] = (128, 128, 128),
+    image_key: str = "image",
+    keep_meta: bool = False,
+) -> list[Transform]:
+    """Load the modalities as channels, orient RAS, crop to the brain, z-score non-zero voxels, resize.
+
+    Output: ``image`` as float32 ``(C, *spatial_size)``, C = number of files in the record's ``image``.
+    With ``keep_meta=True`` (inference with saliency maps) ``image`` is still a plain tensor, and MONAI's
+    ``FromMetaTensord`` adds ``<image_key>_meta_dict`` (affine, file names...) and ``<image_key>_transforms``
+    (the applied operations), so ``Compose(...).inverse`` maps a tensor of the network's input grid back to
+    the first modality file's space.
+    """
+    return loading_transforms(image_key) + network_input_transforms(spatial_size, image_key, keep_meta)
+
+
+def augmentation_transforms(
+    spatial_size: int | Sequence[int] = (128, 128, 128),
+    image_key: str = "image",
+    prob: float = 0.6,
+    rotate_range: float = 0.2,
+    scale_range: float = 0.08,
+    translate_fraction: float = 0.08,
+    flip_prob: float = 0.5,
+) -> list[Transform]:
+    """Random affine (rotate +-0.2 rad, zoom 0.92-1.08, translate +-8 %) with p=0.6, then flips with p=0.5 per axis.
+
+    Small ranges: the volumes are co-registered and skull-stripped, so large warps would only add
+    implausible anatomy; flips are safe because the grade does not depend on side.
+    """
+    size = _spatial(spatial_size)
+    affine = RandAffined(
+        keys=image_key,
+        prob=prob,
+        rotate_range=(rotate_range,) * 3,
+        scale_range=(scale_range,) * 3,
+        translate_range=tuple(translate_fraction * s for s in size),
+        mode="bilinear",
+        padding_mode="zeros",
+    )
+    flips = [RandFlipd(keys=image_key, prob=flip_prob, spatial_axis=axis) for axis in range(3)]
+    return [affine, *flips]

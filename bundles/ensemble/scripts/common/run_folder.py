@@ -1,0 +1,116 @@
+"""Run folders: one per run, never overwritten, with a fixed layout; the run's log file and config snapshot.
+
+Layout: ``<output_dir>/fold_<k>/run_<time>/{checkpoints,metrics,plots,predictions,config,logs}``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .outputs import unused_path
+
+__all__ = ["create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
+
+SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
+RUN_SUBDIRS: tuple[str, ...] = ("checkpoints", "metrics", "plots", "predictions", "config", "logs")
+
+
+def create_run_dir(output_dir: str | Path, fold: int | None = None, resume_from: str = "", prefix: str = "run") -> str:
+    """Make ``<output_dir>/fold_<k>/<prefix>_YYYYmmdd_HHMMSS[_n]`` with the standard sub-folders.
+
+    A resumed run (``resume_from`` = a checkpoint inside ``<run>/checkpoints``) continues in its own folder.
+    An existing folder is never reused: a suffix ``_1``, ``_2``... is added instead.
+    Under ``torch.distributed``, rank 0 names the folder and every rank receives that name.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [_make_run_dir(output_dir, fold, resume_from, prefix) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+    return _make_run_dir(output_dir, fold, resume_from, prefix)
+
+
+def _make_run_dir(output_dir: str | Path, fold: int | None, resume_from: str, prefix: str) -> str:
+    if resume_from:
+        checkpoint = Path(resume_from)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"resume_from: checkpoint {checkpoint} does not exist")
+        run_dir = checkpoint.resolve().parent.parent
+    else:
+        parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        run_dir = unused_path(parent / f"{prefix}_{stamp}", suffix="")
+    for sub in RUN_SUBDIRS:
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    return str(run_dir)
+
+
+def _calling_parser():
+    """monai.bundle gives an expression no handle on its parser; the one evaluating us is on the call stack."""
+    from monai.bundle import ConfigParser
+
+    for frame_info in inspect.stack():
+        for value in frame_info.frame.f_locals.values():
+            if isinstance(value, ConfigParser):
+                return value
+    return None
+
+
+def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequence[str] = ()) -> str:
+    """Write the merged config of this run (files + CLI overrides) and the resolved top-level values.
+
+    Call it from a bundle config expression, e.g. ``"$scripts.common.run_folder.save_run_config(@run_dir)"``.
+    The resolved part holds every top-level scalar or list after expressions and references are
+    evaluated (``device``, ``run_dir``, ``spatial_size``...), which is what a reader needs to rerun it.
+    Keys in ``skip`` are saved as written but not evaluated (values that load models or need files a later
+    step writes).
+    """
+    parser = _calling_parser()
+    if parser is None:
+        raise RuntimeError("save_run_config must be called from a monai.bundle config expression")
+    raw = parser.get()
+    resolved = {}
+    for key, value in raw.items():
+        if key in SKIPPED_KEYS or key in skip or isinstance(value, dict):
+            continue
+        if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            continue
+        parsed = parser.get_parsed_content(key)
+        try:
+            json.dumps(parsed)
+        except TypeError:
+            parsed = str(parsed)
+        resolved[key] = parsed
+    path = Path(run_dir) / "config" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": raw, "resolved": resolved}, indent=2, default=str) + "\n")
+    return str(path)
+
+
+def latest_checkpoint(output_dir: str | Path, fold: int | None = None, filename: str = "last.pt") -> str:
+    """``last.pt`` of the newest run of ``fold`` (``resume: true``); an error when there is none."""
+    parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
+    candidates = sorted(parent.glob(f"run_*/checkpoints/{filename}"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"resume: no {filename} under {parent}/run_*/checkpoints")
+    return str(candidates[-1])
+
+
+def log_to_file(run_dir: str | Path, prefix: str = "train") -> str:
+    """Send the root logger's records also to ``<run_dir>/logs/<prefix>_YYYYmmdd_HHMMSS.log``."""
+    import logging
+
+    path = Path(run_dir) / "logs" / f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return str(path)

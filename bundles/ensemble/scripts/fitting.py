@@ -1,0 +1,113 @@
+"""Fit the ensemble on out-of-fold predictions: the stacking meta-learner, and an honest out-of-fold comparison.
+
+Each member's out-of-fold CSV (``cross_validate.py``'s ``oof_predictions.csv``) is checked against the
+datalist: every prediction must come from the fold model that never trained on its case, and all members
+must cover the same cases. The comparison scores every member and every combination method on those
+cases; stacking's own figure is nested (its meta-learner refitted without each fold in turn), because
+scoring it on the cases it was fitted on would flatter it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .combination import Combiner, StackingModel, fit_stacking
+from .common.out_of_fold import check_out_of_fold, read_out_of_fold
+from .members import member_spec
+from .reports import write_comparison
+
+__all__ = ["fit_from_out_of_fold", "out_of_fold_table"]
+
+logger = logging.getLogger(__name__)
+
+
+def out_of_fold_table(specs: Sequence[Mapping], datalist: str | Path) -> dict:
+    """Members' out-of-fold predictions aligned by case: ids, folds, labels, probs ``(N, M)``, thresholds ``(N, M)``."""
+    datalist = Path(datalist)
+    if not datalist.is_file():
+        raise FileNotFoundError(f"datalist {datalist} does not exist")
+    case_folds = {r["id"]: int(r["fold"]) for r in json.loads(datalist.read_text())["training"]}
+    names, tables = [], []
+    for i, raw in enumerate(specs):
+        spec = member_spec(raw, i, need_model=False)
+        source = spec.get("oof_predictions")
+        if not source:
+            raise ValueError(f"members[{i}] ('{spec['name']}'): no 'oof_predictions' (or 'cv_dir') to fit on")
+        rows = read_out_of_fold(source)
+        check_out_of_fold(rows, case_folds, source=str(source))
+        names.append(spec["name"])
+        tables.append({r["id"]: r for r in rows})
+    ids = sorted(tables[0], key=lambda c: (tables[0][c]["fold"], c))
+    for name, table in zip(names[1:], tables[1:], strict=True):
+        if set(table) != set(ids):
+            missing = sorted(set(ids) ^ set(table))[:3]
+            raise ValueError(
+                f"member '{name}' covers other cases than '{names[0]}' (e.g. {missing}): same folds needed"
+            )
+    return {
+        "names": names,
+        "ids": ids,
+        "folds": np.array([tables[0][c]["fold"] for c in ids]),
+        "labels": [tables[0][c]["label"] for c in ids],
+        "probs": np.array([[t[c]["prob_hgg"] for t in tables] for c in ids]),
+        "thresholds": np.array([[t[c].get("threshold", 0.5) for t in tables] for c in ids]),
+    }
+
+
+def _nested_stacking(names: list[str], table: dict, c: float) -> np.ndarray:
+    """Stacking scores where each fold's cases are scored by a meta-learner fitted on the other folds."""
+    scores = np.zeros(len(table["ids"]))
+    labels = np.asarray(table["labels"])
+    for fold in np.unique(table["folds"]):
+        inside = table["folds"] == fold
+        model = fit_stacking(names, table["probs"][~inside], labels[~inside], c)
+        scores[inside] = model.predict(table["probs"][inside])
+    return scores
+
+
+def fit_from_out_of_fold(
+    members: Sequence[Mapping],
+    datalist: str | Path,
+    stacking_file: str | Path,
+    report_dir: str | Path,
+    weights: Sequence[float] | None = None,
+    threshold: float = 0.5,
+    c: float = 1.0,
+) -> StackingModel:
+    """Fit and write the stacking coefficients; write the out-of-fold comparison of members and methods.
+
+    An existing ``stacking_file`` is kept as ``<name>.previous.json``.
+    """
+    table = out_of_fold_table(members, datalist)
+    names, labels, probs, cuts = table["names"], table["labels"], table["probs"], table["thresholds"]
+    ensembles = {
+        f"{method}": Combiner(method, names, weights=weights if method == "mean" else None, threshold=threshold)(
+            probs, cuts
+        )
+        for method in ("mean", "soft_vote", "majority_vote")
+    }
+    nested = _nested_stacking(names, table, c)
+    ensembles["stacking (nested)"] = (nested, (nested >= threshold).astype(int))
+    title = f"Out-of-fold comparison ({len(np.unique(table['folds']))} folds)"
+    write_comparison(report_dir, title, labels, names, probs, cuts, ensembles)
+    info = {
+        "fitted_on": {
+            "cases": len(labels),
+            "sources": [str(m.get("oof_predictions", m.get("cv_dir"))) for m in members],
+        }
+    }
+    model = fit_stacking(names, probs, labels, c, info)
+    stacking_file = Path(stacking_file)
+    if stacking_file.is_file():
+        stacking_file.replace(stacking_file.with_name(f"{stacking_file.stem}.previous.json"))
+    model.to_json(stacking_file)
+    model.to_json(Path(report_dir) / stacking_file.name)
+    logger.info(
+        f"stacking coefficients {dict(zip(names, model.coef.round(4).tolist(), strict=False))} -> {stacking_file}"
+    )
+    return model

@@ -1,0 +1,74 @@
+"""The ensemble's one ignite handler: collect members' probabilities per case, then combine, write and report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from .combination import Combiner
+from .common.handlers.engine_outputs import batch_ids
+from .members import Member
+from .reports import write_comparison, write_ensemble_predictions
+
+__all__ = ["EnsembleOutputSaver"]
+
+logger = logging.getLogger(__name__)
+
+
+class EnsembleOutputSaver:
+    """Write the ensemble's predictions CSV; with ``report_dir``, also compare members and ensemble on the labels.
+
+    The engine's ``pred`` is :class:`.panel.MemberPanel`'s ``(B, M)`` member probabilities.
+
+    Args:
+        members: the loaded members (names and thresholds).
+        combiner: the combination method.
+        output_file: predictions CSV (never overwritten).
+        report_dir: folder of the comparison (metrics table, ROC, diversity), or None for inference.
+    """
+
+    def __init__(
+        self, members: Sequence[Member], combiner: Combiner, output_file: str, report_dir: str | None = None
+    ) -> None:
+        self.names = [m.name for m in members]
+        self.thresholds = np.array([m.threshold for m in members])
+        self.combiner = combiner
+        self.output_file = Path(output_file)
+        self.report_dir = Path(report_dir) if report_dir else None
+        self.ids: list[str] = []
+        self.probs: list[np.ndarray] = []
+        self.labels: list[int] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _collect(self, engine: Engine) -> None:
+        output = engine.state.output
+        self.ids.extend(batch_ids(engine))
+        self.probs.extend(output["pred"].detach().float().cpu().numpy())
+        if torch.is_tensor(output.get("label")):
+            self.labels.extend(int(v) for v in output["label"].reshape(-1).tolist())
+
+    def __call__(self, _engine: Engine) -> None:
+        probs = np.stack(self.probs)
+        scores, grades = self.combiner(probs, self.thresholds)
+        labels = self.labels if len(self.labels) == len(self.ids) else None
+        path = write_ensemble_predictions(self.output_file, self.ids, scores, grades, self.names, probs, labels)
+        logger.info(f"wrote {len(self.ids)} ensemble predictions ({self.combiner.method}) to {path}")
+        if self.report_dir is None:
+            return
+        if labels is None:
+            raise ValueError("evaluation needs a label for every case; the input has cases without one")
+        title = f"Ensemble ({self.combiner.method}) and its members"
+        written = write_comparison(
+            self.report_dir, title, labels, self.names, probs, self.thresholds, {"ensemble": (scores, grades)}
+        )
+        rows = written["comparison"]["rows"]
+        summary = ", ".join(f"{n} {rows[n]['auc']}" for n in [*self.names, "ensemble"])
+        logger.info(f"AUC: {summary}; report in {self.report_dir}")

@@ -1,0 +1,56 @@
+"""Feed every member what it expects from one load of each case.
+
+The union of the members' modalities is loaded and oriented once (in the datalist's channel order).
+Each member then gets ``image_<name>``: its own channels, cropped, z-scored and resized exactly as its
+own bundle's preprocessing does, so a member's prediction here equals its prediction in its bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import Compose, MapTransform, Transform
+
+from .common.data import CHANNEL_ORDER
+from .common.preprocessing import loading_transforms, network_input_transforms
+from .members import Member
+
+__all__ = ["MemberInputsd", "ensemble_modalities", "ensemble_preprocessing", "member_key"]
+
+
+def member_key(member: Member) -> str:
+    return f"image_{member.name}"
+
+
+def ensemble_modalities(members: Sequence[Member]) -> list[str]:
+    """The modalities any member reads, in the datalist's channel order."""
+    wanted = {m for member in members for m in member.modalities}
+    unknown = sorted(wanted - set(CHANNEL_ORDER))
+    if unknown:
+        raise ValueError(f"members read modalities {unknown}; known ones are {list(CHANNEL_ORDER)}")
+    return [m for m in CHANNEL_ORDER if m in wanted]
+
+
+class MemberInputsd(MapTransform):
+    """From the loaded ``image`` (channels = ``modalities``) make each member's ``image_<name>``; drop ``image``."""
+
+    def __init__(self, members: Sequence[Member], modalities: Sequence[str], image_key: str = "image") -> None:
+        super().__init__(keys=image_key)
+        self.image_key = image_key
+        self.pipelines: dict[str, tuple[list[int], Compose]] = {}
+        for member in members:
+            channels = [list(modalities).index(m) for m in member.modalities]
+            key = member_key(member)
+            self.pipelines[key] = (channels, Compose(network_input_transforms(member.spatial_size, image_key=key)))
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        image = d.pop(self.image_key)
+        for key, (channels, pipeline) in self.pipelines.items():
+            d = pipeline({**d, key: image[channels]})
+        return d
+
+
+def ensemble_preprocessing(members: Sequence[Member]) -> list[Transform]:
+    """Load the union of modalities once, then build every member's input."""
+    return [*loading_transforms(), MemberInputsd(members, ensemble_modalities(members))]

@@ -1,0 +1,198 @@
+"""Ensemble members: trained classifiers given by path, each with the input it expects.
+
+A member is one model or several (typically the k fold models of one bundle, averaged). It is given
+either as a bundle folder plus checkpoints, whose ``configs/inference.json`` builds the network, or as
+exported TorchScript files, whose embedded ``inference.json`` names the input. Either way the member's
+config (with the member's ``overrides``) says which modalities it reads and at which size; its operating
+point (temperature, threshold) is read next to each checkpoint, as the member's own bundle writes it.
+
+Every bundle names its component package ``scripts``, the ensemble included, so a member's ``scripts``
+is imported only while its network is built and is then taken out of ``sys.modules`` again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+
+from .common.calibration import read_operating_point
+
+__all__ = ["Member", "bundle_scripts", "load_member", "load_members", "member_spec", "member_specs_from_cv"]
+
+MEMBER_KEYS = ("name", "bundle", "checkpoints", "torchscript", "overrides", "cv_dir", "oof_predictions")
+
+
+@dataclass
+class Member:
+    """A loaded member: its models (one per checkpoint), their operating points, and its input."""
+
+    name: str
+    models: list[torch.nn.Module]
+    temperatures: list[float]
+    thresholds: list[float]
+    modalities: list[str]
+    spatial_size: list[int]
+    source: str
+    oof_predictions: str | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The member's decision threshold on its averaged P(HGG): the mean of its models' thresholds."""
+        return float(sum(self.thresholds) / len(self.thresholds))
+
+
+@contextlib.contextmanager
+def bundle_scripts(bundle_dir: str | Path) -> Iterator[None]:
+    """Make ``bundle_dir``'s own ``scripts`` package importable as ``scripts`` for the duration of the block."""
+    folder = str(Path(bundle_dir).resolve())
+    saved = {k: v for k, v in sys.modules.items() if k == "scripts" or k.startswith("scripts.")}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+        for name in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def member_specs_from_cv(cv_dir: str | Path, name: str | None = None, bundle: str | None = None) -> dict:
+    """A member spec from a ``cross_validate.py`` folder: its fold models, their overrides, its OOF predictions."""
+    cv_dir = Path(cv_dir)
+    summary_path = cv_dir / "cv_summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"member cv_dir {cv_dir}: no cv_summary.json (run scripts/cross_validate.py first)")
+    summary = json.loads(summary_path.read_text())
+    first = json.loads((cv_dir / f"fold_{summary['folds'][0]['fold']}" / "fold_result.json").read_text())
+    return {
+        "name": name or summary["bundle"],
+        "bundle": bundle or first.get("bundle_dir"),
+        "checkpoints": list(summary["fold_models"]),
+        "overrides": dict(first.get("overrides", {})),
+        "oof_predictions": summary["oof_predictions"],
+    }
+
+
+def member_spec(spec: Mapping, index: int, need_model: bool = True) -> dict:
+    """Check a member spec and fill it from its ``cv_dir``; ``need_model=False`` for out-of-fold fitting only."""
+    unknown = sorted(set(spec) - set(MEMBER_KEYS))
+    if unknown:
+        raise ValueError(f"members[{index}]: unknown key(s) {unknown}; a member takes {list(MEMBER_KEYS)}")
+    spec = dict(spec)
+    if spec.get("cv_dir"):
+        from_cv = member_specs_from_cv(spec["cv_dir"], spec.get("name"), spec.get("bundle"))
+        spec = {**from_cv, **{k: v for k, v in spec.items() if v is not None}}
+    if need_model and bool(spec.get("torchscript")) == bool(spec.get("bundle")):
+        raise ValueError(f"members[{index}]: give either 'bundle' (+ 'checkpoints') or 'torchscript', not both or none")
+    spec.setdefault("name", f"member_{index}")
+    return spec
+
+
+def _as_list(value) -> list[str]:
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str], list[int]]:
+    parser = ConfigParser(dict(config))
+    parser.update(dict(overrides))
+    try:
+        modalities = list(parser.get_parsed_content("modalities"))
+        size = parser.get_parsed_content("spatial_size")
+    except KeyError as err:
+        raise ValueError(
+            f"{source}: its inference config has no {err} (the ensemble needs modalities and spatial_size)"
+        ) from err
+    size = [int(size)] * 3 if isinstance(size, int) else [int(s) for s in size]
+    return modalities, size
+
+
+def _load_state_dict(path: str) -> dict:
+    """A plain state dict, or the ``model`` entry of a training checkpoint (weights only, no pickled code)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    return state
+
+
+def _bundle_member(spec: dict) -> Member:
+    bundle_dir = Path(spec["bundle"]).resolve()
+    config_file = bundle_dir / "configs" / "inference.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"member '{spec['name']}': {config_file} does not exist")
+    checkpoints = _as_list(spec.get("checkpoints") or [str(bundle_dir / "models" / "model.pt")])
+    missing = [c for c in checkpoints if not Path(c).is_file()]
+    if missing:
+        raise FileNotFoundError(f"member '{spec['name']}': checkpoint(s) {missing} do not exist")
+    config = ConfigParser.load_config_file(config_file)
+    overrides = {**dict(spec.get("overrides") or {}), "bundle_root": str(bundle_dir)}
+    modalities, size = _input_of(config, overrides, str(config_file))
+    models = []
+    with bundle_scripts(bundle_dir):
+        for checkpoint in checkpoints:
+            parser = ConfigParser(dict(config))
+            parser.update(overrides)
+            network = parser.get_parsed_content("network_def", lazy=False)
+            network.load_state_dict(_load_state_dict(checkpoint))
+            models.append(network.eval())
+    points = [read_operating_point(c) for c in checkpoints]
+    return Member(
+        name=spec["name"],
+        models=models,
+        temperatures=[float(p["temperature"]) for p in points],
+        thresholds=[float(p["threshold"]) for p in points],
+        modalities=modalities,
+        spatial_size=size,
+        source=str(bundle_dir),
+        oof_predictions=spec.get("oof_predictions"),
+    )
+
+
+def _torchscript_member(spec: dict) -> Member:
+    files = _as_list(spec["torchscript"])
+    models, config = [], None
+    for path in files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"member '{spec['name']}': TorchScript file {path} does not exist")
+        extra = {"inference.json": ""}
+        models.append(torch.jit.load(path, map_location="cpu", _extra_files=extra).eval())
+        if config is None and extra["inference.json"]:
+            config = json.loads(extra["inference.json"])
+    modalities, size = _input_of(config or {}, spec.get("overrides") or {}, f"member '{spec['name']}' ({files[0]})")
+    points = [read_operating_point(p) for p in files]
+    return Member(
+        name=spec["name"],
+        models=models,
+        temperatures=[float(p["temperature"]) for p in points],
+        thresholds=[float(p["threshold"]) for p in points],
+        modalities=modalities,
+        spatial_size=size,
+        source=files[0],
+        oof_predictions=spec.get("oof_predictions"),
+    )
+
+
+def load_member(spec: Mapping, index: int = 0) -> Member:
+    """Load one member from its spec (see the bundle README for the keys)."""
+    spec = member_spec(spec, index)
+    return _torchscript_member(spec) if spec.get("torchscript") else _bundle_member(spec)
+
+
+def load_members(specs: Sequence[Mapping]) -> list[Member]:
+    """Load every member; names must be unique (they name CSV columns and report rows)."""
+    if not specs:
+        raise ValueError("members: the ensemble needs at least one member")
+    members = [load_member(spec, i) for i, spec in enumerate(specs)]
+    names = [m.name for m in members]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"members: names {duplicated} are used twice; give each member its own 'name'")
+    return members

@@ -1,0 +1,172 @@
+"""Pool a cross-validation: per-fold table, mean +- std, out-of-fold predictions, pooled AUC and ROC.
+
+Everything here is recomputed from the files each fold left behind (``fold_<k>/fold_result.json`` and the
+evaluation's ``predictions/val_predictions.csv``), so a summary can be rebuilt at any time and checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from brats_grading.components.data import GRADE_TO_LABEL, DatasetError
+from brats_grading.components.metrics import auc_bootstrap_interval, classification_metrics
+from brats_grading.components.out_of_fold import check_out_of_fold, write_out_of_fold
+from brats_grading.components.outputs import write_json
+from brats_grading.components.plots import plot_roc_curves
+
+__all__ = ["FOLD_RESULT", "REFERENCE", "SUMMARY_METRICS", "fold_dir", "read_fold_results", "summarize"]
+
+FOLD_RESULT = "fold_result.json"
+#: per-fold metrics summarised as mean +- std (from each evaluation's metrics.json "final")
+SUMMARY_METRICS: tuple[str, ...] = (
+    "auc",
+    "f1",
+    "balanced_accuracy",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "ece",
+    "threshold",
+    "temperature",
+)
+#: the seeds' own 5-fold figures on real BraTS 2018, printed beside synthetic results for reference only
+REFERENCE: dict[str, str] = {
+    "resnet50_3d_ldam": "ResNet50-3D on BraTS 2018 (5-fold CV): AUC 0.8794 ± 0.0436, F1 0.7619 ± 0.0677",
+    "swin_unetr_cls": "Swin UNETR on BraTS 2018: target AUC 0.85-0.90 (no measured figure in the seeds)",
+}
+
+
+def fold_dir(cv_dir: str | Path, fold: int) -> Path:
+    return Path(cv_dir) / f"fold_{fold}"
+
+
+def read_fold_results(cv_dir: str | Path) -> list[dict]:
+    """Every finished fold's ``fold_result.json``, by fold."""
+    results = [json.loads(p.read_text()) for p in Path(cv_dir).glob(f"fold_*/{FOLD_RESULT}")]
+    return sorted(results, key=lambda r: r["fold"])
+
+
+def _fold_predictions(result: dict) -> list[dict]:
+    path = Path(result["eval_dir"]) / "predictions" / "val_predictions.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {
+            "id": r["id"],
+            "fold": result["fold"],
+            "label": GRADE_TO_LABEL[r["true_grade"]],
+            "prob_hgg": float(r["prob_hgg"]),
+            "logit": float(r["logit"]),
+            "threshold": float(result["metrics"]["threshold"]),
+            "predicted": GRADE_TO_LABEL[r["predicted_grade"]],
+        }
+        for r in rows
+    ]
+
+
+def _mean_std(values: list[float]) -> dict:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0}
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _markdown(summary: dict) -> str:
+    folds = summary["folds"]
+    header = ["fold", "cases", "epoch", *SUMMARY_METRICS, "minutes"]
+    lines = [
+        f"# Cross-validation of `{summary['bundle']}`: {len(folds)} folds, {summary['pooled']['num_cases']} cases",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+    ]
+    for fold in folds:
+        cells = [str(fold["fold"]), str(fold["num_cases"]), str(fold["epoch"])]
+        cells += [_fmt(fold["metrics"].get(m)) for m in SUMMARY_METRICS]
+        lines.append("| " + " | ".join([*cells, f"{fold['seconds'] / 60:.1f}"]) + " |")
+    stats = summary["mean_std"]
+    cells = [f"{_fmt(stats[m]['mean'])} ± {_fmt(stats[m]['std'])}" for m in SUMMARY_METRICS]
+    lines.append("| mean ± std | | | " + " | ".join(cells) + " | |")
+    pooled = summary["pooled"]
+    low, high = pooled["auc_95ci"]
+    lines += [
+        "",
+        f"Pooled out-of-fold ({pooled['num_cases']} cases, each predicted once by the model that never trained on "
+        f"it): **AUC {_fmt(pooled['auc'])}** (bootstrap 95 % CI {_fmt(low, 3)}-{_fmt(high, 3)}); at each fold's "
+        f"own threshold: F1 {_fmt(pooled['f1'])}, balanced accuracy {_fmt(pooled['balanced_accuracy'])}, "
+        f"sensitivity {_fmt(pooled['sensitivity'])}, specificity {_fmt(pooled['specificity'])}.",
+        "",
+        f"Wall time: {summary['seconds'] / 60:.1f} min of training and evaluation.",
+    ]
+    if summary.get("reference"):
+        lines += ["", f"For reference only (real data, not comparable with synthetic data): {summary['reference']}."]
+    lines += ["", "Fold models:", ""] + [f"- fold {f['fold']}: `{f['checkpoint']}`" for f in folds]
+    return "\n".join(lines) + "\n"
+
+
+def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
+    """Write ``cv_summary.json``/``.md``, ``oof_predictions.csv`` and ``plots/roc_pooled.png`` from the fold files.
+
+    Raises when a case is predicted twice, when a case of a finished fold has no prediction, or when a
+    prediction comes from a model that trained on its case.
+    """
+    cv_dir = Path(cv_dir)
+    results = read_fold_results(cv_dir)
+    if not results:
+        raise DatasetError(f"{cv_dir}: no finished fold (fold_*/{FOLD_RESULT}); run the folds first")
+    bundle = bundle or results[0]["bundle"]
+    rows = [row for result in results for row in _fold_predictions(result)]
+    datalist = json.loads(Path(results[0]["datalist"]).read_text())
+    case_folds = {r["id"]: int(r["fold"]) for r in datalist["training"]}
+    check_out_of_fold(rows, case_folds, source=str(cv_dir))
+    labels = [r["label"] for r in rows]
+    probs = [r["prob_hgg"] for r in rows]
+    at_thresholds = classification_metrics(labels, [float(r["predicted"]) for r in rows], 0.5)
+    auc = classification_metrics(labels, probs)["auc"]
+    pooled = {
+        "num_cases": len(rows),
+        "auc": auc,
+        "auc_95ci": auc_bootstrap_interval(labels, probs),
+        **{k: at_thresholds[k] for k in ("f1", "balanced_accuracy", "accuracy", "sensitivity", "specificity")},
+    }
+    folds = [
+        {
+            "fold": r["fold"],
+            "num_cases": r["metrics"].get("num_cases"),
+            "epoch": r["metrics"].get("epoch"),
+            "metrics": {m: r["metrics"].get(m) for m in SUMMARY_METRICS},
+            "checkpoint": r["checkpoint"],
+            "run_dir": r["run_dir"],
+            "eval_dir": r["eval_dir"],
+            "seconds": r["seconds"],
+        }
+        for r in results
+    ]
+    summary = {
+        "bundle": bundle,
+        "folds": folds,
+        "mean_std": {m: _mean_std([f["metrics"][m] for f in folds]) for m in SUMMARY_METRICS},
+        "pooled": pooled,
+        "seconds": float(sum(r["seconds"] for r in results)),
+        "reference": REFERENCE.get(bundle),
+        "fold_models": [f["checkpoint"] for f in folds],
+        "oof_predictions": str(cv_dir / "oof_predictions.csv"),
+    }
+    write_out_of_fold(cv_dir / "oof_predictions.csv", rows)
+    curves = {f"fold {r['fold']}": ([], []) for r in results}
+    for row in rows:
+        curves[f"fold {row['fold']}"][0].append(row["label"])
+        curves[f"fold {row['fold']}"][1].append(row["prob_hgg"])
+    curves["pooled"] = (labels, probs)
+    plot_roc_curves(curves, cv_dir / "plots" / "roc_pooled.png", f"{bundle}: out-of-fold ROC")
+    write_json(cv_dir / "cv_summary.json", summary)
+    (cv_dir / "cv_summary.md").write_text(_markdown(summary))
+    return summary

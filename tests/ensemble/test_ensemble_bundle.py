@@ -1,0 +1,207 @@
+"""The ensemble bundle end to end: members with other channels and sizes, TorchScript members, evaluate, stacking.
+
+Members here have random weights (with a stored operating point): what is tested is that the ensemble
+feeds and scores every member exactly as the member's own bundle does, not that they learned.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import copy_bundle, read_csv, run_bundle, run_in_bundle
+from sklearn.metrics import roc_auc_score
+
+pytestmark = pytest.mark.slow
+BUNDLE = "ensemble"
+
+#: a FLAIR-only ResNet at 48^3 and a 4-channel Swin at 32^3
+MEMBERS = {
+    "resnet_flair": (
+        "resnet50_3d_ldam",
+        {"modalities": ["flair"], "spatial_size": [48, 48, 48], "layout": "strided"},
+        {"temperature": 2.0, "threshold": 0.4},
+    ),
+    "swin": (
+        "swin_unetr_cls",
+        {"spatial_size": [32, 32, 32], "feature_size": 12},
+        {"temperature": 0.5, "threshold": 0.6},
+    ),
+}
+
+
+def _cli(overrides: dict) -> list[str]:
+    return [a for k, v in overrides.items() for a in (f"--{k}", json.dumps(v))]
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> dict:
+    """Each member: a copy of its bundle, a random-weight checkpoint, its operating point, its own predictions."""
+    work = tmp_path_factory.mktemp("members")
+    made = {}
+    for name, (bundle_name, overrides, point) in MEMBERS.items():
+        bundle = copy_bundle(bundle_name, work / name)
+        checkpoint = work / name / "model.pt"
+        run_in_bundle(
+            bundle,
+            f"""
+torch.manual_seed(0)
+net = bundle_parser("inference.json", **{overrides!r}).get_parsed_content("network_def")
+torch.save(net.state_dict(), {str(checkpoint)!r})
+print("{{}}")
+""",
+        )
+        (work / name / "model.operating_point.json").write_text(json.dumps(point))
+        made[name] = {"bundle": bundle, "checkpoint": checkpoint, "overrides": overrides}
+    return made
+
+
+@pytest.fixture(scope="module")
+def own_predictions(members, small_brats, tmp_path_factory) -> dict:
+    """Each member's P(HGG) from its own bundle's inference.json."""
+    out = tmp_path_factory.mktemp("own")
+    probs = {}
+    for name, member in members.items():
+        csv_path = out / f"{name}.csv"
+        run_bundle(
+            member["bundle"], ["inference.json"], "--input", str(small_brats), "--checkpoint", str(member["checkpoint"]),
+            "--output_file", str(csv_path), "--num_workers", "0", *_cli(member["overrides"]),
+        )  # fmt: skip
+        probs[name] = {r["id"]: float(r["prob_hgg"]) for r in read_csv(csv_path)}
+    return probs
+
+
+def _member_specs(members: dict, names: list[str]) -> list[dict]:
+    return [
+        {"name": n, "bundle": str(members[n]["bundle"]), "checkpoints": [str(members[n]["checkpoint"])],
+         "overrides": members[n]["overrides"]}
+        for n in names
+    ]  # fmt: skip
+
+
+def _ensemble(bundle: Path, configs: list[str], members: list[dict], *overrides: str) -> None:
+    (bundle / "configs" / "members_test.json").write_text(json.dumps({"members": members}, indent=4))
+    run_bundle(bundle, [*configs, "members_test.json"], "--num_workers", "0", *overrides)
+
+
+def test_members_with_other_channels_and_sizes_equal_their_own_bundles(
+    bundle, members, own_predictions, small_brats, tmp_path
+):
+    out = tmp_path / "ensemble.csv"
+    _ensemble(bundle, ["inference.json"], _member_specs(members, ["resnet_flair", "swin"]),
+              "--input", str(small_brats), "--output_file", str(out), "--weights", "[3, 1]")  # fmt: skip
+    rows = read_csv(out)
+    assert len(rows) == len(own_predictions["swin"]) == 20
+    assert list(rows[0]) == ["id", "prob_hgg", "predicted_grade", "prob_resnet_flair", "prob_swin", "true_grade"]
+    for row in rows:
+        for name in MEMBERS:
+            assert float(row[f"prob_{name}"]) == pytest.approx(own_predictions[name][row["id"]], abs=1e-5), name
+        expected = (3 * float(row["prob_resnet_flair"]) + float(row["prob_swin"])) / 4
+        assert float(row["prob_hgg"]) == pytest.approx(expected, abs=1e-12)
+        assert row["predicted_grade"] == ("HGG" if expected >= 0.5 else "LGG")
+
+
+def test_one_member_ensemble_is_that_member(bundle, members, own_predictions, small_brats, tmp_path):
+    out = tmp_path / "one.csv"
+    _ensemble(bundle, ["inference.json"], _member_specs(members, ["swin"]), "--input", str(small_brats),
+              "--output_file", str(out))  # fmt: skip
+    for row in read_csv(out):
+        assert float(row["prob_hgg"]) == pytest.approx(own_predictions["swin"][row["id"]], abs=1e-5)
+        assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= 0.5 else "LGG")
+
+
+def test_exported_torchscript_member_gives_the_eager_members_output(
+    bundle, members, own_predictions, small_brats, tmp_path
+):
+    member = members["resnet_flair"]
+    exported = tmp_path / "resnet_flair.ts"
+    run_in_bundle(
+        member["bundle"],
+        f"""
+from monai.bundle import ckpt_export
+ckpt_export(net_id="network_def", filepath={str(exported)!r}, ckpt_file={str(member["checkpoint"])!r},
+            meta_file="configs/metadata.json", config_file="configs/inference.json", **{member["overrides"]!r})
+print("{{}}")
+""",
+    )
+    shutil.copy(
+        member["checkpoint"].with_name("model.operating_point.json"), tmp_path / "resnet_flair.operating_point.json"
+    )
+    spec = {
+        "name": "resnet_ts",
+        "torchscript": str(exported),
+        "overrides": {"modalities": ["flair"], "spatial_size": [48, 48, 48]},
+    }
+    out = tmp_path / "ts.csv"
+    _ensemble(bundle, ["inference.json"], [spec], "--input", str(small_brats), "--output_file", str(out))
+    for row in read_csv(out):
+        assert float(row["prob_resnet_ts"]) == pytest.approx(own_predictions["resnet_flair"][row["id"]], abs=1e-5)
+
+
+def test_evaluate_compares_members_and_ensemble_on_the_same_cases(
+    bundle, members, small_brats, small_datalist, tmp_path
+):
+    output = tmp_path / "runs"
+    _ensemble(bundle, ["inference.json", "evaluate.json"], _member_specs(members, ["resnet_flair", "swin"]),
+              "--dataset_dir", str(small_brats), "--output_dir", str(output), "--method", "majority_vote")  # fmt: skip
+    run_dir = next((output / "all").glob("eval_*"))
+    rows = read_csv(run_dir / "predictions" / "ensemble_predictions.csv")
+    labels = {r["id"]: r["label"] for r in small_datalist["training"]}
+    assert sorted(r["id"] for r in rows) == sorted(labels)
+    assert all(r["true_grade"] == ("HGG" if labels[r["id"]] else "LGG") for r in rows)
+    votes = [(float(r["prob_resnet_flair"]) >= 0.4) + (float(r["prob_swin"]) >= 0.6) for r in rows]
+    np.testing.assert_allclose([float(r["prob_hgg"]) for r in rows], np.array(votes) / 2)
+    metrics = json.loads((run_dir / "ensemble_metrics.json").read_text())
+    assert list(metrics["rows"]) == ["resnet_flair", "swin", "ensemble"]
+    y = [labels[r["id"]] for r in rows]
+    for name, column in (("swin", "prob_swin"), ("ensemble", "prob_hgg")):
+        assert metrics["rows"][name]["auc"] == pytest.approx(roc_auc_score(y, [float(r[column]) for r in rows]))
+        assert metrics["rows"][name]["num_cases"] == 20
+    diversity = json.loads((run_dir / "diversity.json").read_text())
+    assert diversity["pairs"][0]["members"] == ["resnet_flair", "swin"]
+    assert set(diversity["recall"]) == {"resnet_flair", "swin"}
+    assert (run_dir / "plots" / "roc_members.png").is_file() and (run_dir / "ensemble_metrics.md").is_file()
+
+
+def test_stacking_is_fitted_out_of_fold_then_used_by_inference(tiny_cv, small_brats, tmp_path):
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    members = [{"name": "fold_models", "cv_dir": str(tiny_cv)}, {"name": "fold_models_again", "cv_dir": str(tiny_cv)}]
+    stacking_file = tmp_path / "stacking.json"
+    _ensemble(bundle, ["inference.json", "train.json"], members, "--dataset_dir", str(small_brats),
+              "--output_dir", str(tmp_path / "runs"), "--stacking_file", str(stacking_file))  # fmt: skip
+    fitted = json.loads(stacking_file.read_text())
+    assert fitted["members"] == ["fold_models", "fold_models_again"] and fitted["fitted_on"]["cases"] == 8
+    report = json.loads(next((tmp_path / "runs" / "all").glob("fit_*/ensemble_metrics.json")).read_text())
+    assert "stacking (nested)" in report["rows"] and report["rows"]["fold_models"]["num_cases"] == 8
+    out = tmp_path / "stacked.csv"
+    _ensemble(bundle, ["inference.json"], members, "--input", str(small_brats), "--output_file", str(out),
+              "--method", "stacking", "--stacking_file", str(stacking_file))  # fmt: skip
+    for row in read_csv(out):
+        p = np.clip([float(row["prob_fold_models"]), float(row["prob_fold_models_again"])], 1e-6, 1 - 1e-6)
+        z = np.log(p / (1 - p)) @ np.array(fitted["coef"]) + fitted["intercept"]
+        assert float(row["prob_hgg"]) == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-9)
+
+
+def test_multi_gpu_fit_under_torchrun_fits_once(tiny_cv, small_brats, tmp_path):
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    members = [{"name": "fold_models", "cv_dir": str(tiny_cv)}]
+    (bundle / "configs" / "members_test.json").write_text(json.dumps({"members": members}))
+    configs = (
+        "['configs/inference.json','configs/train.json','configs/multi_gpu_train.json','configs/members_test.json']"
+    )
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+        "-m", "monai.bundle", "run", "--config_file", configs, "--logging_file", "configs/logging.conf",
+        "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path / "runs"),
+        "--stacking_file", str(tmp_path / "stacking.json"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert len(list((tmp_path / "runs" / "all").glob("fit_*"))) == 1
+    assert json.loads((tmp_path / "stacking.json").read_text())["members"] == ["fold_models"]
+    assert not (tmp_path / "stacking.previous.json").exists()  # written once, by rank 0
