@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brats_grading.components.checkpoints import stored_metrics
 from brats_grading.components.data import GRADE_TO_LABEL, DatasetError
 from brats_grading.components.metrics import auc_bootstrap_interval, classification_metrics
 from brats_grading.components.out_of_fold import check_out_of_fold, write_out_of_fold
@@ -68,6 +69,12 @@ def _fold_predictions(result: dict) -> list[dict]:
     ]
 
 
+def _model_epoch(result: dict) -> int | None:
+    """The training epoch of the fold's selected checkpoint (the evaluation's own epoch counter is always 1)."""
+    checkpoint = Path(result["checkpoint"])
+    return stored_metrics(checkpoint).get("epoch") if checkpoint.is_file() else None
+
+
 def _mean_std(values: list[float]) -> dict:
     finite = [v for v in values if v is not None and np.isfinite(v)]
     if not finite:
@@ -81,7 +88,7 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _markdown(summary: dict) -> str:
     folds = summary["folds"]
-    header = ["fold", "cases", "epoch", *SUMMARY_METRICS, "minutes"]
+    header = ["fold", "cases", "model epoch", *SUMMARY_METRICS, "minutes"]
     lines = [
         f"# Cross-validation of `{summary['bundle']}`: {len(folds)} folds, {summary['pooled']['num_cases']} cases",
         "",
@@ -141,7 +148,7 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
         {
             "fold": r["fold"],
             "num_cases": r["metrics"].get("num_cases"),
-            "epoch": r["metrics"].get("epoch"),
+            "epoch": _model_epoch(r),
             "metrics": {m: r["metrics"].get(m) for m in SUMMARY_METRICS},
             "checkpoint": r["checkpoint"],
             "run_dir": r["run_dir"],

@@ -27,17 +27,11 @@ def write_out_of_fold(path: str | Path, rows: Sequence[Mapping]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(OOF_COLUMNS)
+        extra = [c for c in OPTIONAL_COLUMNS if rows and all(c in r for r in rows)]
+        writer.writerow([*OOF_COLUMNS, *extra])
         for row in sorted(rows, key=lambda r: (int(r["fold"]), str(r["id"]))):
-            writer.writerow(
-                [
-                    row["id"],
-                    int(row["fold"]),
-                    int(row["label"]),
-                    repr(float(row["prob_hgg"])),
-                    repr(float(row["logit"])),
-                ]
-            )
+            values = [row["id"], int(row["fold"]), int(row["label"]), repr(float(row["prob_hgg"]))]
+            writer.writerow([*values, repr(float(row["logit"])), *(repr(float(row[c])) for c in extra)])
     return path
 
 
