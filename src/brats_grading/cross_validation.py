@@ -125,7 +125,7 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
     Raises when a case is predicted twice, when a case of a finished fold has no prediction, or when a
     prediction comes from a model that trained on its case.
     """
-    cv_dir = Path(cv_dir)
+    cv_dir = Path(cv_dir).resolve()
     results = read_fold_results(cv_dir)
     if not results:
         raise DatasetError(f"{cv_dir}: no finished fold (fold_*/{FOLD_RESULT}); run the folds first")

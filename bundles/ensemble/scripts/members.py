@@ -67,7 +67,7 @@ def bundle_scripts(bundle_dir: str | Path) -> Iterator[None]:
 
 def member_specs_from_cv(cv_dir: str | Path, name: str | None = None, bundle: str | None = None) -> dict:
     """A member spec from a ``cross_validate.py`` folder: its fold models, their overrides, its OOF predictions."""
-    cv_dir = Path(cv_dir)
+    cv_dir = Path(cv_dir).resolve()
     summary_path = cv_dir / "cv_summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"member cv_dir {cv_dir}: no cv_summary.json (run scripts/cross_validate.py first)")
@@ -78,7 +78,7 @@ def member_specs_from_cv(cv_dir: str | Path, name: str | None = None, bundle: st
         "bundle": bundle or first.get("bundle_dir"),
         "checkpoints": list(summary["fold_models"]),
         "overrides": dict(first.get("overrides", {})),
-        "oof_predictions": summary["oof_predictions"],
+        "oof_predictions": str(cv_dir / "oof_predictions.csv"),
     }
 
 
@@ -123,6 +123,21 @@ def _load_state_dict(path: str) -> dict:
     return state
 
 
+def _member(spec: dict, models: list, files: list[str], modalities: list[str], size: list[int], source: str) -> Member:
+    """A Member with the operating point stored next to each of its model files."""
+    points = [read_operating_point(f) for f in files]
+    return Member(
+        name=spec["name"],
+        models=models,
+        temperatures=[float(p["temperature"]) for p in points],
+        thresholds=[float(p["threshold"]) for p in points],
+        modalities=modalities,
+        spatial_size=size,
+        source=source,
+        oof_predictions=spec.get("oof_predictions"),
+    )
+
+
 def _bundle_member(spec: dict) -> Member:
     bundle_dir = Path(spec["bundle"]).resolve()
     config_file = bundle_dir / "configs" / "inference.json"
@@ -143,17 +158,7 @@ def _bundle_member(spec: dict) -> Member:
             network = parser.get_parsed_content("network_def", lazy=False)
             network.load_state_dict(_load_state_dict(checkpoint))
             models.append(network.eval())
-    points = [read_operating_point(c) for c in checkpoints]
-    return Member(
-        name=spec["name"],
-        models=models,
-        temperatures=[float(p["temperature"]) for p in points],
-        thresholds=[float(p["threshold"]) for p in points],
-        modalities=modalities,
-        spatial_size=size,
-        source=str(bundle_dir),
-        oof_predictions=spec.get("oof_predictions"),
-    )
+    return _member(spec, models, checkpoints, modalities, size, str(bundle_dir))
 
 
 def _torchscript_member(spec: dict) -> Member:
@@ -167,17 +172,7 @@ def _torchscript_member(spec: dict) -> Member:
         if config is None and extra["inference.json"]:
             config = json.loads(extra["inference.json"])
     modalities, size = _input_of(config or {}, spec.get("overrides") or {}, f"member '{spec['name']}' ({files[0]})")
-    points = [read_operating_point(p) for p in files]
-    return Member(
-        name=spec["name"],
-        models=models,
-        temperatures=[float(p["temperature"]) for p in points],
-        thresholds=[float(p["threshold"]) for p in points],
-        modalities=modalities,
-        spatial_size=size,
-        source=files[0],
-        oof_predictions=spec.get("oof_predictions"),
-    )
+    return _member(spec, models, files, modalities, size, files[0])
 
 
 def load_member(spec: Mapping, index: int = 0) -> Member:
