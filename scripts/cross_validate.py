@@ -90,9 +90,11 @@ def _train(bundle_dir: Path, folder: Path, common: list[str], overrides: dict) -
     return run_dir
 
 
-def _evaluate(bundle_dir: Path, folder: Path, common: list[str], overrides: dict, prefer_ema: bool) -> tuple[str, str]:
+def _evaluate(
+    bundle_dir: Path, folder: Path, fold: int, common: list[str], overrides: dict, prefer_ema: bool
+) -> tuple[str, str]:
     """Evaluate the fold's selected checkpoint; return (checkpoint, evaluation folder)."""
-    checkpoint = best_checkpoint(folder.parent, int(folder.name.split("_")[1]), prefer_ema)
+    checkpoint = best_checkpoint(folder.parent, fold, prefer_ema)
     before = set(folder.glob("eval_*"))
     args = [*common, *cli_args({**overrides, "checkpoint": checkpoint})]
     _bundle_command(bundle_dir, ["train.json", "evaluate.json"], args, folder / "evaluate.log")
@@ -149,7 +151,7 @@ def run(
         fold_start = time.time()
         fold_args = [*common, "--fold", str(fold)]
         run_dir = _train(bundle_dir, folder, fold_args, settings)
-        checkpoint, eval_dir = _evaluate(bundle_dir, folder, fold_args, settings, prefer_ema)
+        checkpoint, eval_dir = _evaluate(bundle_dir, folder, fold, fold_args, settings, prefer_ema)
         metrics = json.loads((Path(eval_dir) / "metrics" / "metrics.json").read_text())["final"]
         seconds = time.time() - fold_start
         result = {"fold": fold, "bundle": bundle_dir.name, "bundle_dir": str(bundle_dir), "datalist": str(datalist), "run_dir": run_dir,
