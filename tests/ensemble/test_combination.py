@@ -160,8 +160,37 @@ def test_out_of_fold_fit_writes_nested_stacking_and_every_method(tmp_path):
     assert json.loads(stacking_file.read_text())["coef"] == model.coef.tolist()
     assert model.coef[0] > model.coef[1]  # the better member weighs more
     rows = json.loads((tmp_path / "report" / "ensemble_metrics.json").read_text())["rows"]
-    assert set(rows) == {"good", "noisy", "mean", "soft_vote", "majority_vote", "stacking (nested)"}
+    methods = {"mean", "soft_vote", "majority_vote", "stacking (nested)", "mean, fitted weights (nested)"}
+    assert set(rows) == {"good", "noisy"} | methods
+    fitted = json.loads(stacking_file.read_text())["mean_weights"]
+    table = fitting.out_of_fold_table(members, datalist)
+    assert fitted == combination.fit_weights(table["probs"], table["labels"]).tolist()
     assert all(r["num_cases"] == 30 for r in rows.values())
     assert (tmp_path / "report" / "diversity.md").is_file() and (
         tmp_path / "report" / "plots" / "roc_members.png"
     ).is_file()
+
+
+def test_fitted_weights_drop_a_member_without_information_and_keep_equal_weights_on_ties():
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 30 + [0] * 30)
+    informative = np.clip(0.5 + 0.25 * (labels - 0.5) * 2 + rng.normal(0, 0.15, 60), 0.01, 0.99)
+    noise = rng.uniform(0.3, 0.7, 60)
+    weights = combination.fit_weights(np.stack([informative, noise], axis=1), labels)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(labels, np.stack([informative, noise], axis=1) @ weights) >= roc_auc_score(labels, informative)
+    assert weights[1] < 0.5
+    same = combination.fit_weights(np.stack([informative, informative, informative], axis=1), labels)
+    np.testing.assert_allclose(sorted(same), [0.3, 0.3, 0.4])  # a grid point nearest equal thirds (step 0.1)
+    np.testing.assert_allclose(weights.sum(), 1.0)
+
+
+def test_fitted_weights_are_read_from_the_stacking_file(tmp_path):
+    path = combination.StackingModel(["a", "b"], [1.0, 0.0], 0.0, {"mean_weights": [0.8, 0.2]}).to_json(
+        tmp_path / "s.json"
+    )
+    assert combination.read_fitted_weights(path, ["a", "b"]) == [0.8, 0.2]
+    bare = combination.StackingModel(["a", "b"], [1.0, 0.0], 0.0).to_json(tmp_path / "bare.json")
+    with pytest.raises(ValueError, match="no fitted 'mean_weights'"):
+        combination.read_fitted_weights(bare, ["a", "b"])

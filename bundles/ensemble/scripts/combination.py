@@ -14,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["METHODS", "Combiner", "StackingModel", "fit_stacking", "member_log_odds"]
+__all__ = [
+    "METHODS",
+    "Combiner",
+    "StackingModel",
+    "fit_stacking",
+    "fit_weights",
+    "member_log_odds",
+    "read_fitted_weights",
+]
 
 METHODS: tuple[str, ...] = ("mean", "soft_vote", "majority_vote", "stacking")
 EPS = 1e-6
@@ -82,6 +90,43 @@ def fit_stacking(
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=1000)
     model.fit(member_log_odds(probs), y)
     return StackingModel(members, model.coef_[0].tolist(), float(model.intercept_[0]), {"C": c, **(info or {})})
+
+
+def fit_weights(probs: np.ndarray, labels: Sequence[int], step: float = 0.1) -> np.ndarray:
+    """Weights of the weighted mean that rank the cases best (highest AUC), searched on a grid of the simplex.
+
+    Ties go to the weights closest to equal, so a member is dropped only when that ranks strictly better.
+    A member with no information gets weight 0 when leaving it out helps; unlike stacking's
+    coefficients, weights cannot turn negative or exaggerate one member's scale.
+    """
+    from itertools import product
+
+    from sklearn.metrics import roc_auc_score
+
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=int)
+    if len(np.unique(y)) != 2:
+        raise ValueError(f"fitting weights needs both grades among the cases; got labels {sorted(set(y.tolist()))}")
+    members = p.shape[1]
+    steps = int(round(1 / step))
+    equal = np.full(members, 1.0 / members)
+    best, best_key = equal, (-1.0, 0.0)
+    for counts in product(range(steps + 1), repeat=members):
+        if sum(counts) != steps:
+            continue
+        weights = np.asarray(counts, dtype=np.float64) / steps
+        key = (roc_auc_score(y, p @ weights), -float(np.abs(weights - equal).sum()))
+        if key > best_key:
+            best, best_key = weights, key
+    return best
+
+
+def read_fitted_weights(path: str | Path, members: Sequence[str]) -> list[float]:
+    """The weighted mean's weights fitted with the stacking coefficients (``configs/train.json``)."""
+    model = StackingModel.from_json(path, members)
+    if "mean_weights" not in model.info:
+        raise ValueError(f"{path}: holds no fitted 'mean_weights'; refit with configs/train.json")
+    return [float(w) for w in model.info["mean_weights"]]
 
 
 class Combiner:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .combination import Combiner, StackingModel, fit_stacking
+from .combination import Combiner, StackingModel, fit_stacking, fit_weights
 from .common.out_of_fold import check_out_of_fold, read_out_of_fold
 from .members import member_spec
 from .reports import write_comparison
@@ -59,14 +59,13 @@ def out_of_fold_table(specs: Sequence[Mapping], datalist: str | Path) -> dict:
     }
 
 
-def _nested_stacking(names: list[str], table: dict, c: float) -> np.ndarray:
-    """Stacking scores where each fold's cases are scored by a meta-learner fitted on the other folds."""
+def _nested(table: dict, fit_and_score) -> np.ndarray:
+    """Scores where each fold's cases are scored by a combiner fitted on the other folds only."""
     scores = np.zeros(len(table["ids"]))
     labels = np.asarray(table["labels"])
     for fold in np.unique(table["folds"]):
         inside = table["folds"] == fold
-        model = fit_stacking(names, table["probs"][~inside], labels[~inside], c)
-        scores[inside] = model.predict(table["probs"][inside])
+        scores[inside] = fit_and_score(table["probs"][~inside], labels[~inside], table["probs"][inside])
     return scores
 
 
@@ -79,7 +78,7 @@ def fit_from_out_of_fold(
     threshold: float = 0.5,
     c: float = 1.0,
 ) -> StackingModel:
-    """Fit and write the stacking coefficients; write the out-of-fold comparison of members and methods.
+    """Fit and write the stacking coefficients and the mean's weights; write the out-of-fold comparison.
 
     An existing ``stacking_file`` is kept as ``<name>.previous.json``.
     """
@@ -91,15 +90,19 @@ def fit_from_out_of_fold(
         )
         for method in ("mean", "soft_vote", "majority_vote")
     }
-    nested = _nested_stacking(names, table, c)
+    nested = _nested(table, lambda p, y, new: fit_stacking(names, p, y, c).predict(new))
     ensembles["stacking (nested)"] = (nested, (nested >= threshold).astype(int))
+    nested = _nested(table, lambda p, y, new: new @ fit_weights(p, y))
+    ensembles["mean, fitted weights (nested)"] = (nested, (nested >= threshold).astype(int))
     title = f"Out-of-fold comparison ({len(np.unique(table['folds']))} folds)"
     write_comparison(report_dir, title, labels, names, probs, cuts, ensembles)
+    mean_weights = fit_weights(probs, labels).tolist()
     info = {
+        "mean_weights": mean_weights,
         "fitted_on": {
             "cases": len(labels),
             "sources": [str(m.get("oof_predictions", m.get("cv_dir"))) for m in members],
-        }
+        },
     }
     model = fit_stacking(names, probs, labels, c, info)
     stacking_file = Path(stacking_file)
@@ -107,7 +110,6 @@ def fit_from_out_of_fold(
         stacking_file.replace(stacking_file.with_name(f"{stacking_file.stem}.previous.json"))
     model.to_json(stacking_file)
     model.to_json(Path(report_dir) / stacking_file.name)
-    logger.info(
-        f"stacking coefficients {dict(zip(names, model.coef.round(4).tolist(), strict=False))} -> {stacking_file}"
-    )
+    coefficients = dict(zip(names, model.coef.round(4).tolist(), strict=True))
+    logger.info(f"stacking coefficients {coefficients}, mean weights {mean_weights} -> {stacking_file}")
     return model
