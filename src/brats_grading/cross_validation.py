@@ -14,7 +14,7 @@ import numpy as np
 
 from brats_grading.components.checkpoints import stored_metrics
 from brats_grading.components.data import GRADE_TO_LABEL, DatasetError
-from brats_grading.components.metrics import auc_bootstrap_interval, classification_metrics
+from brats_grading.components.metrics import metrics_at_grades
 from brats_grading.components.out_of_fold import check_out_of_fold, write_out_of_fold
 from brats_grading.components.outputs import write_json
 from brats_grading.components.plots import plot_roc_curves
@@ -136,14 +136,7 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
     check_out_of_fold(rows, case_folds, source=str(cv_dir))
     labels = [r["label"] for r in rows]
     probs = [r["prob_hgg"] for r in rows]
-    at_thresholds = classification_metrics(labels, [float(r["predicted"]) for r in rows], 0.5)
-    auc = classification_metrics(labels, probs)["auc"]
-    pooled = {
-        "num_cases": len(rows),
-        "auc": auc,
-        "auc_95ci": auc_bootstrap_interval(labels, probs),
-        **{k: at_thresholds[k] for k in ("f1", "balanced_accuracy", "accuracy", "sensitivity", "specificity")},
-    }
+    pooled = metrics_at_grades(labels, probs, [r["predicted"] for r in rows])
     folds = [
         {
             "fold": r["fold"],

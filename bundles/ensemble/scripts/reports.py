@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .common.data import LABEL_NAMES
-from .common.metrics import auc_bootstrap_interval, classification_metrics
+from .common.metrics import metrics_at_grades
 from .common.outputs import unused_path, write_json
 from .common.plots import plot_roc_curves
 from .diversity import diversity_markdown, diversity_report
@@ -22,16 +22,6 @@ from .diversity import diversity_markdown, diversity_report
 __all__ = ["compare", "comparison_markdown", "write_comparison", "write_ensemble_predictions"]
 
 TABLE_METRICS: tuple[str, ...] = ("auc", "f1", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
-
-
-def _scored(labels: Sequence[int], scores: np.ndarray, grades: np.ndarray) -> dict:
-    """AUC from the scores, the threshold metrics from the grades."""
-    at_grades = classification_metrics(labels, grades.astype(float), 0.5)
-    result = {k: at_grades[k] for k in TABLE_METRICS if k != "auc"}
-    result["auc"] = classification_metrics(labels, scores)["auc"]
-    result["auc_95ci"] = auc_bootstrap_interval(labels, scores)
-    result["num_cases"] = len(labels)
-    return result
 
 
 def compare(
@@ -44,9 +34,11 @@ def compare(
     """Metrics of every member and every ensemble ``{label: (scores, grades)}`` on the same cases."""
     p = np.asarray(probs, dtype=np.float64)
     cut = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), p.shape)
-    rows = {name: _scored(labels, p[:, k], (p[:, k] >= cut[:, k]).astype(int)) for k, name in enumerate(names)}
+    rows = {
+        name: metrics_at_grades(labels, p[:, k], (p[:, k] >= cut[:, k]).astype(int)) for k, name in enumerate(names)
+    }
     for label, (scores, grades) in ensembles.items():
-        rows[label] = _scored(labels, np.asarray(scores), np.asarray(grades))
+        rows[label] = metrics_at_grades(labels, np.asarray(scores), np.asarray(grades))
     best_member = max(names, key=lambda n: -1.0 if rows[n]["auc"] is None else rows[n]["auc"])
     return {"rows": rows, "members": list(names), "ensembles": list(ensembles), "best_member": best_member}
 

@@ -16,6 +16,7 @@ from .data import LABEL_NAMES
 from .outputs import to_jsonable
 
 __all__ = [
+    "metrics_at_grades",
     "COLLAPSE_SPREAD",
     "SELECTION_TIE_BREAK",
     "THRESHOLD_RULES",
@@ -167,3 +168,22 @@ def auc_bootstrap_interval(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(aucs, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+#: threshold metrics :func:`metrics_at_grades` reports beside the AUC
+GRADE_METRICS: tuple[str, ...] = ("f1", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
+
+
+def metrics_at_grades(labels: Sequence[int], scores: Sequence[float], grades: Sequence[int]) -> dict:
+    """AUC (with its bootstrap interval) from ``scores``, the threshold metrics from grades already decided.
+
+    For predictions whose grades do not come from one threshold on the scores: pooled folds, each at
+    its own threshold, or an ensemble's majority vote.
+    """
+    at_grades = classification_metrics(labels, [float(g) for g in grades], 0.5)
+    return {
+        "num_cases": len(labels),
+        "auc": classification_metrics(labels, scores)["auc"],
+        "auc_95ci": auc_bootstrap_interval(labels, scores),
+        **{k: at_grades[k] for k in GRADE_METRICS},
+    }
