@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,14 +52,8 @@ def copy_bundle(name: str, destination: Path) -> Path:
     return target
 
 
-def run_bundle(
-    bundle_dir: Path, config_files: list[str], *overrides: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle run`` in the bundle folder, as the bundle README writes it.
-
-    The repository is kept off ``sys.path`` and ``brats_grading`` is made unimportable, so the run
-    proves the bundle is self-contained.
-    """
+def bundle_command(bundle_dir: Path, config_files: list[str], *overrides: str) -> tuple[list[str], dict]:
+    """The command and environment of :func:`run_bundle`."""
     configs = "['" + "','".join(f"configs/{c}" for c in config_files) + "']"
     code = (
         "import sys; sys.modules['brats_grading'] = None; "
@@ -78,6 +73,18 @@ def run_bundle(
     cmd += list(overrides)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONHASHSEED"] = "0"
+    return cmd, env
+
+
+def run_bundle(
+    bundle_dir: Path, config_files: list[str], *overrides: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` in the bundle folder, as the bundle README writes it.
+
+    The repository is kept off ``sys.path`` and ``brats_grading`` is made unimportable, so the run
+    proves the bundle is self-contained.
+    """
+    cmd, env = bundle_command(bundle_dir, config_files, *overrides)
     result = subprocess.run(cmd, cwd=bundle_dir, env=env, capture_output=True, text=True, timeout=1200)
     if check and result.returncode != 0:
         raise AssertionError(
@@ -85,6 +92,34 @@ def run_bundle(
             f"\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result
+
+
+ITERATION_LOG = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+) --")
+
+
+def interrupt_training(
+    bundle_dir: Path, config_files: list[str], *overrides: str, at_iteration: int, signal_number: int
+) -> tuple[int, str]:
+    """Start a bundle run and send it ``signal_number`` once it logs global iteration ``at_iteration``.
+
+    Returns the exit status and the whole output. Iterations are counted from MONAI's ``StatsHandler``
+    lines ("Epoch: e/E, Iter: i/n"), read as they are written.
+    """
+    cmd, env = bundle_command(bundle_dir, config_files, *overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen(
+        cmd, cwd=bundle_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        found = ITERATION_LOG.search(line)
+        if found and (int(found[1]) - 1) * int(found[3]) + int(found[2]) >= at_iteration:
+            process.send_signal(signal_number)
+            break
+    lines.extend(process.stdout)
+    return process.wait(timeout=600), "".join(lines)
 
 
 def run_evaluation(bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overrides: str, fold: int = 0) -> Path:

@@ -29,6 +29,7 @@ MODEL_SPECIFIC = {
     "losses#ldam",
     "train#handlers#scripts.reweighting.DeferredReweightingHandler",
     "train#handlers#scripts.common.handlers.MinEpochsEarlyStopHandler#reweighting_start_epoch",
+    "checkpoint_contents#early_stopper",  # its position in the handler list (the ResNet has one handler more)
 }
 MODEL_PREFIXES = ("network_def",)
 RESNET_ONLY = {
@@ -98,3 +99,13 @@ def test_the_comparison_sees_a_shared_key_that_drifted():
     resnet = flatten({"train": {"handlers": [{"_target_": "A", "x": 1}, {"_target_": "A", "x": 2}]}})
     assert resnet["train#handlers#A#x"] == 1 and resnet["train#handlers#A[2]#x"] == 2
     assert not _permitted("train#dataloader#num_workers") and _permitted("network_def#feature_size")
+
+
+def test_the_early_stopper_saved_for_resuming_is_the_attached_one():
+    """``checkpoint_contents`` refers to the early-stopping handler by its position in ``train#handlers``."""
+    for bundle in ("resnet50_3d_ldam", "swin_unetr_cls"):
+        config = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
+        reference = config["checkpoint_contents"]["early_stopper"]
+        assert reference.startswith("@train#handlers#"), reference
+        handler = config["train"]["handlers"][int(reference.rsplit("#", 1)[1])]
+        assert handler["_target_"] == "scripts.common.handlers.MinEpochsEarlyStopHandler", bundle

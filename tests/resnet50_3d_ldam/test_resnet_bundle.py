@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
+import signal
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import export_and_compare, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
+from helpers import (
+    export_and_compare,
+    interrupt_training,
+    only_run_dir,
+    read_csv,
+    run_bundle,
+    run_evaluation,
+    run_in_bundle,
+)
 
 pytestmark = pytest.mark.slow
 BUNDLE = "resnet50_3d_ldam"
@@ -179,34 +189,55 @@ def test_inference_on_a_brats_folder_and_on_a_datalist(bundle, small_brats, trai
         assert row["logit"] == by_id[row["id"]]["logit"]
 
 
-def test_resumed_run_equals_the_uninterrupted_one(bundle, small_brats, trained, tmp_path):
+def _killed_at() -> int:
+    """A random global iteration after the first epoch (8 iterations of fold 1's 16 cases at batch 2), before the end."""
+    return random.SystemRandom().randint(9, 23)
+
+
+def test_a_run_killed_at_a_random_iteration_resumes_to_the_uninterrupted_result(bundle, small_brats, trained, tmp_path):
+    """SIGKILL mid-run (possibly mid-save), then ``--resume True``: same weights, best models and metrics."""
     output = tmp_path / "resume"
-    args = [
-        "--dataset_dir",
-        str(small_brats),
-        "--output_dir",
-        str(output),
-        *TRAIN,
-        "--publish_model",
-        "False",
-    ]
-    run_bundle(bundle, ["train.json"], *args, "--stop_epoch", "2")
+    args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
+    at = _killed_at()
+    status, log = interrupt_training(bundle, ["train.json"], *args, at_iteration=at, signal_number=signal.SIGKILL)
+    assert status == -signal.SIGKILL, (at, log[-2000:])
     interrupted = _run_dir(output)
     state = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)["trainer"]
-    assert state["iteration"] == 2 * state["epoch_length"]
+    epochs_done, rest = divmod(state["iteration"], state["epoch_length"])  # ignite saves the iteration count
+    assert rest == 0 and epochs_done in (1, 2), (at, state)
     run_bundle(bundle, ["train.json"], *args, "--resume", "True")
     assert _run_dir(output) == interrupted  # continued in the same folder
     resumed = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
     uninterrupted = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
+    assert resumed["early_stopper"] == uninterrupted["early_stopper"]
     for part in ("network", "ema_network"):
         a, b = resumed[part], uninterrupted[part]
         for key in a:
-            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (part, key)
-    ra = json.loads((interrupted / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
-    rb = json.loads((trained / "metrics" / "metrics.json").read_text())["history"]["val_auc"]
-    assert [e for e, _ in ra] == [e for e, _ in rb] == [1, 2, 3]
-    assert [v for _, v in ra] == pytest.approx([v for _, v in rb])
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (at, part, key)
+    for name in ("best.pt", "best_ema.pt"):  # a resume must not replace the best model with a worse one
+        a = torch.load(interrupted / "checkpoints" / name, weights_only=True)
+        b = torch.load(trained / "checkpoints" / name, weights_only=True)
+        assert a["metrics"]["epoch"] == b["metrics"]["epoch"], (at, name)
+        assert a["metrics"]["auc"] == pytest.approx(b["metrics"]["auc"]), (at, name)
+    ra = json.loads((interrupted / "metrics" / "metrics.json").read_text())
+    rb = json.loads((trained / "metrics" / "metrics.json").read_text())
+    for key in ("val_auc", "val_ema_auc", "train_loss"):
+        assert [e for e, _ in ra["history"][key]] == [e for e, _ in rb["history"][key]] == [1, 2, 3]
+        assert [v for _, v in ra["history"][key]] == pytest.approx([v for _, v in rb["history"][key]], abs=1e-6)
+    assert ra["final"]["auc"] == pytest.approx(rb["final"]["auc"])
+
+
+def test_ctrl_c_stops_cleanly_naming_the_checkpoint_to_resume_from(bundle, small_brats, tmp_path):
+    output = tmp_path / "ctrl_c"
+    args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
+    at = _killed_at()
+    status, log = interrupt_training(bundle, ["train.json"], *args, at_iteration=at, signal_number=signal.SIGINT)
+    assert status == 130, (at, log[-3000:])
+    assert "Traceback" not in log, (at, log[-3000:])
+    last = _run_dir(output) / "checkpoints" / "last.pt"
+    assert f"last complete checkpoint: {last}" in log, at
+    assert torch.load(last, weights_only=True)["trainer"]["iteration"] >= 8
 
 
 def test_bundle_properties_and_loss_optimizer_options_resolve(bundle, small_brats):

@@ -69,7 +69,10 @@ class StackingModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"stacking coefficients {path} do not exist; fit them with configs/train.json")
-        content = json.loads(path.read_text())
+        try:  # JSON only: coefficients are never unpickled
+            content = json.loads(path.read_text())
+        except ValueError as err:  # UnicodeDecodeError (a pickle, say) or JSONDecodeError
+            raise ValueError(f"{path}: not a stacking JSON file ({type(err).__name__}); refit with train.json") from err
         if members is not None and list(members) != content["members"]:
             raise ValueError(
                 f"{path}: fitted on members {content['members']}, the ensemble has {list(members)}; refit or reorder"

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 
 from .combination import Combiner
 from .common.handlers.engine_outputs import batch_ids
+from .common.handlers.failures import CaseFailures
 from .members import Member
 from .reports import write_comparison, write_ensemble_predictions
 
@@ -30,10 +31,17 @@ class EnsembleOutputSaver:
         combiner: the combination method.
         output_file: predictions CSV (never overwritten).
         report_dir: folder of the comparison (metrics table, ROC, diversity), or None for inference.
+        strict: stop at the first case that cannot be read; by default such cases are listed in
+            ``<stem>_failed.csv`` and the run fails after writing the others.
     """
 
     def __init__(
-        self, members: Sequence[Member], combiner: Combiner, output_file: str, report_dir: str | None = None
+        self,
+        members: Sequence[Member],
+        combiner: Combiner,
+        output_file: str,
+        report_dir: str | None = None,
+        strict: bool = False,
     ) -> None:
         self.names = [m.name for m in members]
         self.thresholds = np.array([m.threshold for m in members])
@@ -43,6 +51,7 @@ class EnsembleOutputSaver:
         self.ids: list[str] = []
         self.probs: list[np.ndarray] = []
         self.labels: list[int] = []
+        self.failures = CaseFailures(strict)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
@@ -50,18 +59,23 @@ class EnsembleOutputSaver:
 
     def _collect(self, engine: Engine) -> None:
         output = engine.state.output
-        self.ids.extend(batch_ids(engine))
-        self.probs.extend(output["pred"].detach().float().cpu().numpy())
-        if torch.is_tensor(output.get("label")):
-            self.labels.extend(int(v) for v in output["label"].reshape(-1).tolist())
+        good = self.failures.good_cases(engine)
+        labels = output["label"].reshape(-1).tolist() if torch.is_tensor(output.get("label")) else None
+        for i, (case_id, keep) in enumerate(zip(batch_ids(engine), good, strict=True)):
+            if keep:
+                self.ids.append(case_id)
+                self.probs.append(output["pred"][i].detach().float().cpu().numpy())
+                if labels is not None:
+                    self.labels.append(int(labels[i]))
 
     def __call__(self, _engine: Engine) -> None:
-        probs = np.stack(self.probs)
+        probs = np.stack(self.probs) if self.probs else np.zeros((0, len(self.names)))
         scores, grades = self.combiner(probs, self.thresholds)
         labels = self.labels if len(self.labels) == len(self.ids) else None
         path = write_ensemble_predictions(self.output_file, self.ids, scores, grades, self.names, probs, labels)
         logger.info(f"wrote {len(self.ids)} ensemble predictions ({self.combiner.method}) to {path}")
         if self.report_dir is None:
+            self.failures.finish(path, len(self.ids))
             return
         if labels is None:
             raise ValueError("evaluation needs a label for every case; the input has cases without one")
@@ -72,3 +86,4 @@ class EnsembleOutputSaver:
         rows = written["comparison"]["rows"]
         summary = ", ".join(f"{n} {rows[n]['auc']}" for n in [*self.names, "ensemble"])
         logger.info(f"AUC: {summary}; report in {self.report_dir}")
+        self.failures.finish(path, len(self.ids))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from monai.transforms import Compose, MapTransform, Transform
 
 from .common.data import CHANNEL_ORDER
 from .common.preprocessing import loading_transforms, network_input_transforms
 from .members import Member
 
-__all__ = ["MemberInputsd", "ensemble_modalities", "ensemble_preprocessing", "member_key"]
+__all__ = ["MemberInputsd", "ensemble_modalities", "ensemble_preprocessing", "member_key", "placeholder"]
 
 
 def member_key(member: Member) -> str:
@@ -54,3 +55,8 @@ class MemberInputsd(MapTransform):
 def ensemble_preprocessing(members: Sequence[Member]) -> list[Transform]:
     """Load the union of modalities once, then build every member's input."""
     return [*loading_transforms(), MemberInputsd(members, ensemble_modalities(members))]
+
+
+def placeholder(members: Sequence[Member]) -> dict:
+    """Zeros shaped like every member's input: what a case that cannot be read stands on in its batch."""
+    return {member_key(m): torch.zeros(len(m.modalities), *m.spatial_size) for m in members}

@@ -23,6 +23,9 @@ import torch
 from monai.bundle import ConfigParser
 
 from .common.calibration import read_operating_point
+from .common.checkpoints import load_weights
+from .common.preflight import check_checkpoint
+from .common.validation import one_line
 
 __all__ = ["Member", "bundle_scripts", "load_member", "load_members", "member_spec", "member_specs_from_cv"]
 
@@ -117,7 +120,7 @@ def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str],
 
 def _load_state_dict(path: str) -> dict:
     """A plain state dict, or the ``model`` entry of a training checkpoint (weights only, no pickled code)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights(path, "member checkpoint")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     return state
@@ -156,6 +159,7 @@ def _bundle_member(spec: dict) -> Member:
             parser = ConfigParser(dict(config))
             parser.update(overrides)
             network = parser.get_parsed_content("network_def", lazy=False)
+            check_checkpoint(checkpoint, network)
             network.load_state_dict(_load_state_dict(checkpoint))
             models.append(network.eval())
     return _member(spec, models, checkpoints, modalities, size, str(bundle_dir))
@@ -168,7 +172,10 @@ def _torchscript_member(spec: dict) -> Member:
         if not Path(path).is_file():
             raise FileNotFoundError(f"member '{spec['name']}': TorchScript file {path} does not exist")
         extra = {"inference.json": ""}
-        models.append(torch.jit.load(path, map_location="cpu", _extra_files=extra).eval())
+        try:  # a TorchScript archive is a program: load only exports you trust (see the README)
+            models.append(torch.jit.load(path, map_location="cpu", _extra_files=extra).eval())
+        except RuntimeError as err:
+            raise ValueError(f"member '{spec['name']}': {path} is not a TorchScript archive ({one_line(err)})") from err
         if config is None and extra["inference.json"]:
             config = json.loads(extra["inference.json"])
     modalities, size = _input_of(config or {}, spec.get("overrides") or {}, f"member '{spec['name']}' ({files[0]})")

@@ -6,11 +6,50 @@ metrics of the epoch that saved it; the run's model is whichever of the two vali
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
 
-__all__ = ["best_checkpoint", "select_checkpoint", "stored_metrics"]
+__all__ = ["UntrustedFileError", "best_checkpoint", "load_weights", "select_checkpoint", "stored_metrics"]
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+class UntrustedFileError(ValueError):
+    """A weight file needs pickled code to load; it is refused, since unpickling code runs it."""
+
+
+def load_weights(path: str | Path, description: str = "weight file", mmap: bool = False):
+    """``torch.load`` of tensors and plain containers only (``weights_only=True``); pickled code is refused.
+
+    Every checkpoint, weight and pretrained file of the package is read here, so a file that would run
+    code when unpickled fails with one message naming it (:class:`UntrustedFileError`), and a missing or
+    damaged file is named too. Nothing is downloaded.
+    """
+    shown = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{description} not found at '{shown}'. Nothing is downloaded: put the file there, or set "
+            "the option that names it to ''."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        found = _UNSUPPORTED_GLOBAL.search(str(err))
+        holds = f" (it references {found.group(1)})" if found else ""
+        raise UntrustedFileError(
+            f"{description} '{shown}' was refused: loading it would run pickled code{holds}, and weight files "
+            "are read with weights_only=True so that none runs. Re-save only the state dict, e.g. "
+            "torch.save(model.state_dict(), path), from a source you trust."
+        ) from err
+    except (RuntimeError, EOFError, KeyError, OSError, ValueError) as err:  # truncated, or not a torch.save file
+        raise ValueError(
+            f"{description} '{shown}' is not a readable PyTorch checkpoint ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]})."
+        ) from err
 
 
 def stored_metrics(checkpoint: str | Path) -> dict:
@@ -18,7 +57,7 @@ def stored_metrics(checkpoint: str | Path) -> dict:
 
     The file is memory-mapped, so reading the metrics does not read the weights.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    state = load_weights(checkpoint, "checkpoint", mmap=True)
     return dict(state.get("metrics") or {}) if isinstance(state, dict) else {}
 
 

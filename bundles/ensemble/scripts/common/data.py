@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,9 +53,20 @@ def _check_readable(path: Path, case_id: str) -> None:
         raise DatasetError(f"case '{case_id}': cannot read {path}: {err}") from err
 
 
-def _case_record(case_dir: Path, root: Path, modalities: Sequence[str], check_readable: bool) -> dict:
+def _expected_file(case_dir: Path, case_id: str, modality: str, allow_missing: bool) -> Path:
+    try:
+        return find_modality_file(case_dir, case_id, modality)
+    except DatasetError:
+        if not allow_missing:
+            raise
+        return case_dir / f"{case_id}_{modality}{NIFTI_SUFFIXES[0]}"  # reported when the case is loaded
+
+
+def _case_record(
+    case_dir: Path, root: Path, modalities: Sequence[str], check_readable: bool, allow_missing: bool = False
+) -> dict:
     case_id = case_dir.name
-    paths = [find_modality_file(case_dir, case_id, m) for m in modalities]
+    paths = [_expected_file(case_dir, case_id, m, allow_missing) for m in modalities]
     if check_readable:
         for path in paths:
             _check_readable(path, case_id)
@@ -92,17 +104,26 @@ def scan_cases(
     grades_csv: str | Path | None = None,
     require_grades: bool = True,
     check_readable: bool = False,
+    allow_missing: bool = False,
 ) -> list[dict]:
     """List the cases of a BraTS folder as ``{"id", "image", ["label", "grade"]}`` records.
 
     Image paths are relative to ``dataset_dir``, in the order of ``modalities``. Without grades
     (a 2021-style folder and no ``grades_csv``) the records carry no label when ``require_grades``
-    is False (inference) and raise otherwise, since grading needs the HGG/LGG label.
+    is False (inference) and raise otherwise, since grading needs the HGG/LGG label. A folder beside
+    ``HGG/`` and ``LGG/`` is an unknown grade and raises. ``allow_missing`` keeps a case with a missing
+    modality (its expected path is listed) so that batch inference reports it instead of stopping.
     """
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
     grade_dirs = [root / g for g in ("HGG", "LGG") if (root / g).is_dir()]
+    if grade_dirs and grades_csv is None:
+        others = sorted(p.name for p in root.iterdir() if p.is_dir() and p not in grade_dirs and p.name[0] not in "._")
+        if others:
+            raise DatasetError(
+                f"{root}: unknown grade folder(s) {others}; expected only HGG/ and LGG/ beside each other"
+            )
     records: list[dict] = []
     seen: dict[str, str] = {}
     if grade_dirs and grades_csv is None:
@@ -113,7 +134,7 @@ def scan_cases(
                         f"duplicate case id '{case_dir.name}' in {seen[case_dir.name]} and {grade_dir.name}"
                     )
                 seen[case_dir.name] = grade_dir.name
-                record = _case_record(case_dir, root, modalities, check_readable)
+                record = _case_record(case_dir, root, modalities, check_readable, allow_missing)
                 record.update(grade=grade_dir.name, label=GRADE_TO_LABEL[grade_dir.name])
                 records.append(record)
     else:
@@ -131,7 +152,7 @@ def scan_cases(
                 "(columns 'id' and 'Grade'). BraTS 2021+ releases ship no grades."
             )
         for case_dir in case_dirs:
-            record = _case_record(case_dir, root, modalities, check_readable)
+            record = _case_record(case_dir, root, modalities, check_readable, allow_missing)
             if grades:
                 if case_dir.name not in grades:
                     if require_grades:
@@ -172,11 +193,12 @@ def load_records(
         raise DatasetError(f"split '{split}' needs a fold")
     base = Path(dataset_dir) if dataset_dir else path.parent
     records = []
-    for item in content["training"]:
+    for index, item in enumerate(content["training"]):
+        _check_item(item, index, path, order, needs_fold=split != "all")
         if split == "train" and item["fold"] == fold or split == "val" and item["fold"] != fold:
             continue
         record = {k: v for k, v in item.items() if k != "image"}
-        record["image"] = [str(base / item["image"][order.index(m)]) for m in modalities]
+        record["image"] = [_inside(base, item["image"][order.index(m)], item["id"], path) for m in modalities]
         records.append(record)
     if not records:
         folds = sorted({item.get("fold") for item in content["training"]})
@@ -184,12 +206,37 @@ def load_records(
     return records
 
 
+def _check_item(item, index: int, source: Path, order: Sequence[str], needs_fold: bool) -> None:
+    """One datalist entry: an id, one file per channel, a label of 0 or 1 if any, a fold when splitting."""
+    if not isinstance(item, dict) or "id" not in item or "image" not in item:
+        raise DatasetError(f"datalist {source}: entry {index} needs 'id' and 'image' keys, found {item!r:.120}")
+    case = item["id"]
+    if not isinstance(item["image"], list) or len(item["image"]) != len(order):
+        raise DatasetError(f"datalist {source}: case '{case}' needs {len(order)} image paths ({list(order)})")
+    label = item.get("label")
+    if label is not None and (isinstance(label, bool) or label not in LABEL_NAMES):
+        raise DatasetError(f"datalist {source}: case '{case}' has label {label!r}; expected 0 (LGG) or 1 (HGG)")
+    if needs_fold and not isinstance(item.get("fold"), int):
+        raise DatasetError(f"datalist {source}: case '{case}' has fold {item.get('fold')!r}; expected an integer")
+
+
+def _inside(base: Path, relative: str, case: str, source: Path) -> str:
+    """``base / relative``, refused when it leaves ``base`` (absolute, or ``..``): a datalist reads its own data."""
+    full = Path(os.path.normpath(base / relative))
+    if not full.is_relative_to(os.path.normpath(base)):
+        raise DatasetError(
+            f"datalist {source}: case '{case}' file {relative!r} lies outside the dataset folder {base}; "
+            "expected a path relative to it"
+        )
+    return str(full)
+
+
 def inference_records(input_path: str | Path, modalities: Sequence[str] = CHANNEL_ORDER) -> list[dict]:
     """Records for inference from a datalist JSON (all cases) or a BraTS-style folder (labels optional)."""
     path = Path(input_path)
     if path.is_file():
         return load_records(path, modalities=modalities)
-    records = scan_cases(path, modalities=modalities, require_grades=False)
+    records = scan_cases(path, modalities=modalities, require_grades=False, allow_missing=True)
     for record in records:
         record["image"] = [str(path / p) for p in record["image"]]
     return records

@@ -142,7 +142,15 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
     at_half = _threshold_metrics(y, p, 0.5)
     result["at_0_5"] = {k: v for k, v in at_half.items() if k != "per_class"}
     result["selection_score"] = selection_score(result["auc"], result["f1"], result["collapsed"])
+    result["undefined"] = undefined_reasons(result, y)
     return to_jsonable(result)
+
+
+def undefined_reasons(metrics: dict, labels: np.ndarray) -> dict[str, str]:
+    """Why each top-level metric that is NaN (written ``null``) is undefined, e.g. an AUC on one grade."""
+    present = sorted(LABEL_NAMES[int(c)] for c in np.unique(labels))
+    only = f"the cases hold {' and '.join(present) or 'no grade'} only ({len(labels)} cases)"
+    return {key: only for key, value in metrics.items() if isinstance(value, float) and not np.isfinite(value)}
 
 
 def auc_bootstrap_interval(

@@ -14,6 +14,7 @@ from monai.transforms import (
     EnsureTyped,
     FromMetaTensord,
     LoadImaged,
+    MapTransform,
     NormalizeIntensityd,
     Orientationd,
     RandAffined,
@@ -30,10 +31,33 @@ def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
     return size  # type: ignore[return-value]
 
 
+class CheckVoxelsd(MapTransform):
+    """Refuse a loaded case with NaN / Inf voxels or an all-zero channel (it would be graded like any other).
+
+    Raises :class:`.validation.DataValidationError` naming the case and channel; the inference guard
+    then names the file.
+    """
+
+    def __call__(self, data: dict) -> dict:
+        from .validation import DataValidationError
+
+        for key in self.key_iterator(data):
+            image = data[key]
+            case = data.get("id", "?")
+            if not torch.isfinite(image).all():
+                bad = int((~torch.isfinite(image)).sum())
+                raise DataValidationError(f"case '{case}': {bad} NaN or Inf voxels in '{key}'; expected finite values")
+            empty = [c for c in range(image.shape[0]) if not bool(image[c].any())]
+            if empty:
+                raise DataValidationError(f"case '{case}': channel(s) {empty} of '{key}' are all 0; expected MRI")
+        return data
+
+
 def loading_transforms(image_key: str = "image") -> list[Transform]:
-    """Load the record's files as channels and orient them RAS: the part of preprocessing done once per case."""
+    """Load the record's files as channels, refuse non-finite or empty ones, orient RAS: done once per case."""
     return [
         LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
+        CheckVoxelsd(keys=image_key),
         Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
     ]
 

@@ -1,6 +1,7 @@
-"""The MONAI dataset a bundle trains on: the deterministic preprocessing cached on disk, in memory, or not at all.
+"""The MONAI datasets of the bundles: training's cached preprocessing, and inference's guard against bad cases.
 
-Caching makes the model, not the loader, set the pace after the first epoch.
+Caching makes the model, not the loader, set the pace after the first epoch. The guard lets a batch
+inference over hundreds of patients finish when one case is broken, and say which and why.
 """
 
 from __future__ import annotations
@@ -8,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["CACHE_MODES", "cached_dataset"]
+from monai.data import Dataset
+
+from .validation import DataValidationError, check_case_data, check_case_headers, one_line
+
+__all__ = ["CACHE_MODES", "FAILURE_KEY", "GuardedDataset", "cached_dataset"]
 
 CACHE_MODES: tuple[str, ...] = ("disk", "memory", "none")
+#: key of the reason a case could not be prepared ("" for a good case)
+FAILURE_KEY = "failure"
 
 
 def cached_dataset(data: Sequence[dict], transform, cache: str = "disk", cache_dir: str | Path = "cache"):
@@ -19,7 +26,7 @@ def cached_dataset(data: Sequence[dict], transform, cache: str = "disk", cache_d
     A preprocessed 128^3 case is 32 MiB in float32, so all of BraTS 2018 is ~9 GiB: disk by default.
     The disk cache key includes the transforms, so changing ``spatial_size`` never reuses stale files.
     """
-    from monai.data import CacheDataset, Dataset, PersistentDataset
+    from monai.data import CacheDataset, PersistentDataset
     from monai.data.utils import json_hashing
 
     if cache == "disk":
@@ -29,3 +36,53 @@ def cached_dataset(data: Sequence[dict], transform, cache: str = "disk", cache_d
     if cache == "none":
         return Dataset(data=data, transform=transform)
     raise ValueError(f"cache '{cache}' must be one of {CACHE_MODES}")
+
+
+class GuardedDataset(Dataset):
+    """A MONAI ``Dataset`` whose bad cases become placeholders carrying the reason, instead of stopping the run.
+
+    Before the transform, the case's headers are checked (files present, one grid); an error of the
+    transform is then explained by reading the case's files one by one, so the reason names the file
+    (truncated, NaN, all zero...). A failed case yields ``placeholder`` (zeros shaped like a good input)
+    plus its non-image keys, so it batches with good cases; every item carries ``failure`` ("" when good).
+    The prediction writers skip failed cases and report them.
+
+    Args:
+        data: records with ``id`` and ``image`` (file paths).
+        transform: the preprocessing.
+        placeholder: ``{key: tensor}`` standing for a failed case's inputs; ``None`` raises the reason instead.
+    """
+
+    def __init__(self, data: Sequence[dict], transform, placeholder: dict | None = None) -> None:
+        super().__init__(data=data, transform=transform)
+        self.placeholder = placeholder
+
+    def _transform(self, index: int):
+        record = self.data[index]
+        case_id = str(record.get("id", index))
+        try:
+            check_case_headers(case_id, record["image"])
+            item = super()._transform(index)
+        except Exception as err:  # one case's failure, whatever it is, must not stop the others
+            reason = _explain(case_id, record, err)
+            if self.placeholder is None:
+                raise DataValidationError(reason) from err
+            item = {k: v for k, v in record.items() if k != "image"}
+            item.update({k: v.clone() for k, v in self.placeholder.items()})
+            item[FAILURE_KEY] = reason
+            return item
+        item[FAILURE_KEY] = ""
+        return item
+
+
+def _explain(case_id: str, record: dict, err: Exception) -> str:
+    """One line naming the file at fault: the check's own message, else what reading each file finds."""
+    if isinstance(err, DataValidationError):
+        return str(err)
+    try:
+        check_case_data(case_id, record["image"])
+    except DataValidationError as found:
+        return str(found)
+    while err.__cause__ is not None:  # MONAI wraps a transform's error in "applying transform ..."
+        err = err.__cause__
+    return f"case '{case_id}': preprocessing failed ({one_line(err)})"

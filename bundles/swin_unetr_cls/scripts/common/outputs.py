@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -69,10 +70,16 @@ def to_jsonable(value):
 
 
 def write_json(path: str | Path, content) -> Path:
-    """Write ``content`` as indented, numpy-safe JSON, creating the parent folder."""
+    """Write ``content`` as indented, numpy-safe JSON, creating the parent folder.
+
+    Written to a temporary file and renamed: a run killed mid-write leaves the previous complete file.
+    NaN never reaches the file (``null``; JSON has no NaN).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(content), indent=2) + "\n")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(to_jsonable(content), indent=2, allow_nan=False) + "\n")
+    os.replace(temporary, path)
     return path
 
 

@@ -12,16 +12,15 @@ Nothing is ever downloaded: the file must already be on disk.
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from collections.abc import Mapping, Sequence
 
 import torch
 
+from .checkpoints import load_weights
+
 __all__ = ["adapt_input_channels", "differs_only_in_input_channels", "read_state_dict"]
 
 _WRAPPER_PREFIX = "module."  # added by torch.nn.DataParallel / DistributedDataParallel when saving
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def read_state_dict(
@@ -53,21 +52,7 @@ def read_state_dict(
             f"{description} not found at '{shown}'. Nothing is downloaded: put the file there, or set "
             "pretrained_path to '' to train from scratch."
         )
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = _UNSUPPORTED_GLOBAL.search(str(err))
-        holds = f" (it references {found.group(1)})" if found else ""
-        raise ValueError(
-            f"{description} '{shown}' was refused: loading it would run pickled code{holds}, and checkpoints "
-            "are read with weights_only=True so that none runs. Re-save only the state dict, e.g. "
-            "torch.save(model.state_dict(), path), and load that file."
-        ) from err
-    except (RuntimeError, EOFError, KeyError) as err:  # truncated file, not a torch.save file at all
-        raise ValueError(
-            f"{description} '{shown}' is not a readable PyTorch checkpoint ({type(err).__name__}: {err})."
-        ) from err
-
+    raw = load_weights(path, description)
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     problem = _state_dict_problem(raw)

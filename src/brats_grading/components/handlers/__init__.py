@@ -6,10 +6,12 @@ MONAI's: what the handler does, ending in ``Handler``, ``Saver`` or ``Loader``. 
 off in a config in one way only: ``"_disabled_"``.
 """
 
-from .checkpoints import LastCheckpointSaver, StoredMetricCheckHandler, TrainerCheckpointLoader
+from .checkpoints import BestCheckpointSaver, LastCheckpointSaver, StoredMetricCheckHandler, TrainerCheckpointLoader
 from .early_stopping import MinEpochsEarlyStopHandler
 from .ema import OptimizerStepEMAHandler, ema_copy
 from .engine_outputs import batch_ids, case_items, hgg_log_odds, hgg_probability_output
+from .failures import BatchInferenceError, CaseFailures
+from .faults import InterruptHandler, NonFiniteLossError, NonFiniteLossHandler
 from .metrics import EpochMetricsHandler
 from .predictions import PredictionSaver
 from .publishing import BestModelSaver
@@ -18,7 +20,13 @@ from .saliency import SaliencySaver
 from .training_controls import EpochSeedHandler, GradientClipHandler, StopAtEpochHandler, is_optimizer_step
 
 __all__ = [
+    "BatchInferenceError",
+    "BestCheckpointSaver",
     "BestModelSaver",
+    "CaseFailures",
+    "InterruptHandler",
+    "NonFiniteLossError",
+    "NonFiniteLossHandler",
     "EpochMetricsHandler",
     "EpochSeedHandler",
     "GradientClipHandler",

@@ -1,5 +1,5 @@
-"""Checkpoint handlers of a run: save ``last.pt`` every epoch, resume the trainer from it, and check
-that a loaded checkpoint reproduces the AUC stored with it.
+"""Checkpoint handlers of a run: save ``last.pt`` every epoch, resume the trainer from it, keep the best
+model across a resume, and check that a loaded checkpoint reproduces the AUC stored with it.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
-from monai.handlers import CheckpointLoader
+from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from ..checkpoints import stored_metrics
+from ..checkpoints import load_weights, stored_metrics
 
-__all__ = ["LastCheckpointSaver", "StoredMetricCheckHandler", "TrainerCheckpointLoader"]
+__all__ = ["BestCheckpointSaver", "LastCheckpointSaver", "StoredMetricCheckHandler", "TrainerCheckpointLoader"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class TrainerCheckpointLoader(CheckpointLoader):
     def __init__(self, load_path: str, load_dict: dict, map_location=None) -> None:
         if not load_path or not Path(load_path).is_file():
             raise FileNotFoundError(f"resume: checkpoint '{load_path}' does not exist")
+        load_weights(load_path, "resume checkpoint")  # refuses pickled code with a message naming the file
         super().__init__(load_path=load_path, load_dict=dict(load_dict), map_location=map_location)
 
     def attach(self, engine: Engine) -> None:
@@ -67,6 +68,44 @@ class LastCheckpointSaver:
             n_saved=1,
         )
         engine.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
+
+
+class BestCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` of the best model (``key_metric_filename``) that survives a resume.
+
+    A resumed run starts with an empty record of what it saved, so MONAI's saver would replace ``best.pt``
+    with the first model validated after the resume, better or not. This one reads the score stored in
+    the existing file (``selection_score`` of its metrics) and only replaces it with a better model, as the
+    uninterrupted run does.
+
+    Args:
+        save_dir: the run's ``checkpoints`` folder.
+        save_dict: objects to save (``model`` and ``metrics``).
+        key_metric_name: engine metric to maximise, e.g. ``val_selection_score``.
+        key_metric_filename: the file, e.g. ``best.pt``.
+        stored_score_key: name of that score in the metrics stored in the file.
+    """
+
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        key_metric_name: str,
+        key_metric_filename: str,
+        stored_score_key: str = "selection_score",
+    ) -> None:
+        super().__init__(
+            save_dir=save_dir,
+            save_dict=save_dict,
+            save_key_metric=True,
+            key_metric_name=key_metric_name,
+            key_metric_filename=key_metric_filename,
+        )
+        existing = Path(save_dir) / key_metric_filename
+        score = stored_metrics(existing).get(stored_score_key) if existing.is_file() else None
+        if score is not None:
+            self.load_state_dict({"_saved": [(float(score), key_metric_filename)]})
+            logger.info(f"{existing} holds {stored_score_key} {score}: replaced only by a better model")
 
 
 class StoredMetricCheckHandler:

@@ -10,6 +10,7 @@ from ignite.engine import Engine, Events
 from ..calibration import calibrated_probs
 from ..outputs import unused_path, write_prediction_csv
 from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
+from .failures import CaseFailures
 
 __all__ = ["PredictionSaver"]
 
@@ -22,12 +23,16 @@ class PredictionSaver:
     An existing ``predictions.csv`` makes ``predictions_1.csv``, ``predictions_2.csv``... The engine's
     ``pred`` must be the network's logits (2 classes).
 
+    Cases the dataset could not prepare get no row: they go to ``<stem>_failed.csv`` with their reason,
+    and the run ends with :class:`.failures.BatchInferenceError` once the good ones are written.
+
     Args:
         output_file: the CSV to write.
         operating_point: ``{"temperature", "threshold"}`` of the model (:func:`..calibration.read_operating_point`).
+        strict: stop at the first bad case instead.
     """
 
-    def __init__(self, output_file: str, operating_point: dict | None = None) -> None:
+    def __init__(self, output_file: str, operating_point: dict | None = None, strict: bool = False) -> None:
         point = operating_point or {"temperature": 1.0, "threshold": 0.5}
         if not point["temperature"] > 0 or not 0.0 <= point["threshold"] <= 1.0:
             raise ValueError(f"operating_point needs temperature > 0 and threshold in [0, 1], got {point}")
@@ -37,15 +42,19 @@ class PredictionSaver:
         self.ids: list[str] = []
         self.log_odds: list[float] = []
         self.labels: list[int] = []
+        self.failures = CaseFailures(strict)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.COMPLETED, self)
 
     def _collect(self, engine: Engine) -> None:
+        good = self.failures.good_cases(engine)
         items = case_items(engine.state.output)
-        self.ids.extend(batch_ids(engine))
-        for item in items:
+        for case_id, item, keep in zip(batch_ids(engine), items, good, strict=True):
+            if not keep:
+                continue
+            self.ids.append(case_id)
             self.log_odds.append(float(hgg_log_odds(item["pred"].detach().reshape(-1))))
             if item.get("label") is not None:
                 self.labels.append(case_label(item))
@@ -56,3 +65,4 @@ class PredictionSaver:
         probs = calibrated_probs(self.log_odds, self.temperature)
         write_prediction_csv(path, self.ids, probs, self.log_odds, self.threshold, labels)
         logger.info(f"wrote {len(self.ids)} predictions to {path} (threshold {self.threshold:.6g})")
+        self.failures.finish(path, len(self.ids))

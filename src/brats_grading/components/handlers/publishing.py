@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..calibration import write_operating_point
-from ..checkpoints import select_checkpoint, stored_metrics
+from ..checkpoints import load_weights, select_checkpoint, stored_metrics
 
 __all__ = ["BestModelSaver"]
 
@@ -58,7 +58,7 @@ class BestModelSaver:
         if source is None:
             logger.warning(f"no best checkpoint among {self.candidates}: nothing published")
             return
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        state = load_weights(source, "checkpoint")
         target = self.publish_path
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():

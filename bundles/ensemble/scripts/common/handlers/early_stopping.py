@@ -28,7 +28,7 @@ class MinEpochsEarlyStopHandler(EarlyStopHandler):
     Args:
         evaluator: the engine whose ``state.metrics`` holds ``metric_name``.
         metric_name: metric to maximise, e.g. ``val_selection_score``.
-        patience: validations without improvement before stopping, >= 1.
+        patience: validations without improvement before stopping; 0 never stops.
         min_epochs: no stop before this epoch.
         reweighting_start_epoch: first epoch of deferred re-weighting (0: none); no stop before
             ``reweighting_start_epoch + patience``.
@@ -44,8 +44,8 @@ class MinEpochsEarlyStopHandler(EarlyStopHandler):
         reweighting_start_epoch: int = 0,
         min_delta: float = 0.0,
     ) -> None:
-        if int(patience) != patience or patience < 1:
-            raise ValueError(f"patience must be an integer >= 1, got {patience}")
+        if int(patience) != patience or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0: never stop), got {patience}")
         if min_epochs < 0 or reweighting_start_epoch < 0:
             raise ValueError(
                 f"min_epochs and reweighting_start_epoch must be >= 0, got {min_epochs}, {reweighting_start_epoch}"
@@ -56,11 +56,21 @@ class MinEpochsEarlyStopHandler(EarlyStopHandler):
         self.metric_name = metric_name
         floor = reweighting_start_epoch + patience if reweighting_start_epoch > 0 else 0
         self.min_epochs = max(int(min_epochs), int(floor))
-        super().__init__(patience=int(patience), score_function=self._score, trainer=None, min_delta=min_delta)
+        self.enabled = patience > 0
+        super().__init__(patience=max(1, int(patience)), score_function=self._score, trainer=None, min_delta=min_delta)
 
     def attach(self, engine: Engine) -> None:
-        self.set_trainer(engine)
-        super().attach(engine)
+        if self.enabled:
+            self.set_trainer(engine)
+            super().attach(engine)
+
+    def state_dict(self) -> dict:
+        """The count of validations without improvement and the best score: saved in ``last.pt`` for resuming."""
+        return self._handler.state_dict() if self._handler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state and self._handler is not None:
+            self._handler.load_state_dict(state)
 
     def _score(self, _engine: Engine) -> float:
         metrics = self.evaluator.state.metrics

@@ -1,0 +1,123 @@
+"""Checks a bundle run makes before it writes anything: its config keys, its output folder, its checkpoint.
+
+Called first in a config's ``initialize`` list, so a mistyped override, a read-only output folder or a
+checkpoint of another network stops the run before a run folder is made or a file is touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import uuid
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load_weights
+
+__all__ = ["CheckpointMismatchError", "ConfigKeyError", "check_checkpoint", "check_config_keys", "check_writable"]
+
+#: keys monai.bundle adds to every parsed config
+BUNDLE_KEYS: tuple[str, ...] = ("_meta_",)
+_WRAPPER_PREFIX = "module."
+
+
+class ConfigKeyError(ValueError):
+    """A top-level config key (often a command-line override) that no config of the bundle defines."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose tensors do not fit the network built from the config."""
+
+
+def _bundle_config_keys(config_dir: Path) -> set[str]:
+    keys: set[str] = set()
+    for path in sorted(config_dir.glob("*.json")):
+        if path.name == "metadata.json":
+            continue
+        content = json.loads(path.read_text())
+        if isinstance(content, dict):
+            keys.update(content)
+    return keys
+
+
+def check_config_keys(allow_unknown: bool = False, config_dir: str | Path | None = None) -> list[str]:
+    """Refuse top-level keys of this run's config that no config file of the bundle defines.
+
+    An override is merged into the config silently (``--epoch 1`` adds a key ``epoch`` and the run
+    goes on for ``epochs``); this names it and the closest known key. The known keys are those of
+    every ``configs/*.json`` of the bundle (default: the bundle this module was copied into).
+    Returns the unknown keys when ``allow_unknown`` (for configs that add keys on purpose).
+    """
+    from .run_folder import _calling_parser
+
+    parser = _calling_parser()
+    if parser is None:
+        raise RuntimeError("check_config_keys must be called from a monai.bundle config expression")
+    folder = Path(config_dir) if config_dir else Path(__file__).resolve().parents[2] / "configs"
+    known = _bundle_config_keys(folder) | set(BUNDLE_KEYS)
+    unknown = sorted(k for k in parser.get() if k not in known)
+    if unknown and not allow_unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigKeyError(
+            f"unknown config key '{key}'{hint}: no file in {folder} defines it"
+            f"{f'; also unknown: {unknown[1:]}' if unknown[1:] else ''}. "
+            "Check the spelling of overrides, or pass --allow_unknown_keys True to keep extra keys"
+        )
+    return unknown
+
+
+def check_writable(folder: str | Path, what: str = "output_dir") -> str:
+    """Make ``folder`` if needed and prove a file can be written in it; raise naming the folder otherwise."""
+    path = Path(folder)
+    probe = path / f".write_test_{uuid.uuid4().hex}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"{what} '{path}' is not writable ({err.strerror or type(err).__name__}); expected a folder this user "
+            "can create files in"
+        ) from None
+    return str(path)
+
+
+def _strip_wrapper(state: dict) -> dict:
+    while state and all(k.startswith(_WRAPPER_PREFIX) for k in state):
+        state = {k[len(_WRAPPER_PREFIX) :]: v for k, v in state.items()}
+    return state
+
+
+def check_checkpoint(checkpoint: str | Path, network: torch.nn.Module, key: str = "model") -> str:
+    """The checkpoint's ``key`` entry (or the file itself) must hold exactly ``network``'s tensors and shapes.
+
+    Catches a checkpoint of another architecture, layout or number of input channels before the engine
+    starts, naming the file and the first tensors that differ. Pickled code is refused (:func:`load_weights`).
+    """
+    state = load_weights(checkpoint, "checkpoint")
+    if isinstance(state, dict) and isinstance(state.get(key), dict):
+        state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointMismatchError(f"checkpoint '{checkpoint}' holds no state dict under '{key}'")
+    found = _strip_wrapper(dict(state))
+    wanted = _strip_wrapper(getattr(network, "module", network).state_dict())
+    problems = [
+        f"'{k}' has shape {list(found[k].shape)} in the file but {list(v.shape)} in the network"
+        for k, v in wanted.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    missing = [k for k in wanted if k not in found]
+    extra = [k for k in found if k not in wanted]
+    if missing:
+        problems.append(f"{len(missing)} tensors missing from the file (e.g. '{missing[0]}')")
+    if extra:
+        problems.append(f"{len(extra)} tensors the network does not have (e.g. '{extra[0]}')")
+    if problems:
+        raise CheckpointMismatchError(
+            f"checkpoint '{checkpoint}' does not fit {type(getattr(network, 'module', network)).__name__}: "
+            f"{'; '.join(problems[:3])}. Another architecture, layout, head or number of modalities?"
+        )
+    return str(checkpoint)
