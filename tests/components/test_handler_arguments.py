@@ -24,7 +24,7 @@ def _ema_with_decay_one(_tmp_path):
 
 BAD_ARGUMENTS = {
     "decay": _ema_with_decay_one,
-    "patience": lambda _tmp_path: MinEpochsEarlyStopHandler(Engine(lambda e, b: None), patience=0),
+    "patience": lambda _tmp_path: MinEpochsEarlyStopHandler(Engine(lambda e, b: None), patience=-1),
     "epoch": lambda _tmp_path: StopAtEpochHandler(0),
     "max_norm": lambda _tmp_path: GradientClipHandler(max_norm=0),
     "threshold_rule": lambda tmp_path: EpochMetricsHandler(RunReport(tmp_path), "val", threshold_rule="median"),

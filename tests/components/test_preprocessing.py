@@ -8,7 +8,12 @@ import torch
 from monai.transforms import Compose
 
 from brats_grading.components.data import load_records
-from brats_grading.components.preprocessing import augmentation_transforms, preprocessing_transforms
+from brats_grading.components.preprocessing import (
+    augmentation_transforms,
+    loading_transforms,
+    network_input_transforms,
+    preprocessing_transforms,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def test_nonzero_voxels_are_z_scored_per_channel_before_resizing(one_case):
 
 
 def test_crop_removes_empty_border(one_case):
-    cropped = Compose(preprocessing_transforms(64)[:3])(dict(one_case))["image"]
+    cropped = Compose(loading_transforms() + network_input_transforms(64)[:1])(dict(one_case))["image"]
     for axis in (1, 2, 3):
         profile = cropped.abs().sum(dim=[d for d in (0, 1, 2, 3) if d != axis])
         assert profile[0] > 0 and profile[-1] > 0

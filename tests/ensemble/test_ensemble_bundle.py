@@ -115,6 +115,28 @@ def test_one_member_ensemble_is_that_member(bundle, members, own_predictions, sm
         assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= 0.5 else "LGG")
 
 
+def test_a_bad_case_is_reported_and_the_others_are_still_graded(
+    bundle, members, own_predictions, small_brats, tmp_path
+):
+    dataset = Path(shutil.copytree(small_brats, tmp_path / "data"))
+    (dataset / "datalist.json").unlink()
+    broken = sorted(dataset.glob("LGG/*/*_t2.nii.gz"))[0]
+    broken.write_bytes(broken.read_bytes()[:500])
+    out = tmp_path / "ensemble.csv"
+    (bundle / "configs" / "members_test.json").write_text(json.dumps({"members": _member_specs(members, ["swin"])}))
+    result = run_bundle(
+        bundle, ["inference.json", "members_test.json"], "--input", str(dataset), "--output_file", str(out),
+        "--num_workers", "0", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "1 of 20 cases could not be graded" in result.stderr
+    rows = {r["id"]: r for r in read_csv(out)}
+    assert len(rows) == 19 and broken.parent.name not in rows
+    for case_id, row in rows.items():
+        assert float(row["prob_hgg"]) == pytest.approx(own_predictions["swin"][case_id], abs=1e-5)
+    failed = read_csv(tmp_path / "ensemble_failed.csv")
+    assert [r["id"] for r in failed] == [broken.parent.name] and broken.name in failed[0]["reason"]
+
+
 def test_exported_torchscript_member_gives_the_eager_members_output(
     bundle, members, own_predictions, small_brats, tmp_path
 ):

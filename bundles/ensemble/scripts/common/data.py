@@ -171,11 +171,14 @@ def load_records(
     fold: int | None = None,
     split: str = "all",
     modalities: Sequence[str] = CHANNEL_ORDER,
+    allow_outside: bool = False,
 ) -> list[dict]:
     """Read a datalist and return records with absolute paths of the chosen ``modalities``.
 
     ``split`` is ``"train"`` (every fold but ``fold``), ``"val"`` (only ``fold``) or ``"all"``.
-    ``dataset_dir`` defaults to the datalist's own folder.
+    ``dataset_dir`` defaults to the datalist's own folder. A path leaving it (absolute, or ``..``) is an
+    error, since a datalist used with the wrong ``dataset_dir`` would otherwise read another dataset;
+    ``allow_outside`` accepts it (inference on a list of cases stored anywhere).
     """
     path = Path(datalist_file)
     if not path.is_file():
@@ -198,7 +201,8 @@ def load_records(
         if split == "train" and item["fold"] == fold or split == "val" and item["fold"] != fold:
             continue
         record = {k: v for k, v in item.items() if k != "image"}
-        record["image"] = [_inside(base, item["image"][order.index(m)], item["id"], path) for m in modalities]
+        files = [item["image"][order.index(m)] for m in modalities]
+        record["image"] = [str(base / f) if allow_outside else _inside(base, f, item["id"], path) for f in files]
         records.append(record)
     if not records:
         folds = sorted({item.get("fold") for item in content["training"]})
@@ -235,7 +239,7 @@ def inference_records(input_path: str | Path, modalities: Sequence[str] = CHANNE
     """Records for inference from a datalist JSON (all cases) or a BraTS-style folder (labels optional)."""
     path = Path(input_path)
     if path.is_file():
-        return load_records(path, modalities=modalities)
+        return load_records(path, modalities=modalities, allow_outside=True)
     records = scan_cases(path, modalities=modalities, require_grades=False, allow_missing=True)
     for record in records:
         record["image"] = [str(path / p) for p in record["image"]]

@@ -49,9 +49,9 @@ def check_config_keys(allow_unknown: bool = False, config_dir: str | Path | None
     every ``configs/*.json`` of the bundle (default: the bundle this module was copied into).
     Returns the unknown keys when ``allow_unknown`` (for configs that add keys on purpose).
     """
-    from .run_folder import _calling_parser
+    from .run_folder import calling_parser
 
-    parser = _calling_parser()
+    parser = calling_parser()
     if parser is None:
         raise RuntimeError("check_config_keys must be called from a monai.bundle config expression")
     folder = Path(config_dir) if config_dir else Path(__file__).resolve().parents[2] / "configs"

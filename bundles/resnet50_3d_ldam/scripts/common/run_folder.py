@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .outputs import unused_path
 
-__all__ = ["create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
+__all__ = ["calling_parser", "create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
 
 SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
 RUN_SUBDIRS: tuple[str, ...] = ("checkpoints", "metrics", "plots", "predictions", "config", "logs")
@@ -50,7 +50,7 @@ def _make_run_dir(output_dir: str | Path, fold: int | None, resume_from: str, pr
     return str(run_dir)
 
 
-def _calling_parser():
+def calling_parser():
     """monai.bundle gives an expression no handle on its parser; the one evaluating us is on the call stack."""
     from monai.bundle import ConfigParser
 
@@ -70,7 +70,7 @@ def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequen
     Keys in ``skip`` are saved as written but not evaluated (values that load models or need files a later
     step writes).
     """
-    parser = _calling_parser()
+    parser = calling_parser()
     if parser is None:
         raise RuntimeError("save_run_config must be called from a monai.bundle config expression")
     raw = parser.get()
