@@ -268,6 +268,7 @@ def test_a_mistyped_override_is_refused_with_the_key_it_meant(outcomes):
 def test_an_output_folder_that_cannot_be_written_is_named(outcomes):
     message = the_error(outcomes["output_not_writable"], "PermissionError")
     assert "a_file/runs" in message and "not writable" in message
+    assert (outcomes["output_not_writable"]["work"] / "a_file").read_text() == "not a folder"
 
 
 @pytest.mark.parametrize(
