@@ -1,0 +1,261 @@
+"""What one benchmark child process measures; run as ``python -m brats_grading.benchmark.child TASK JSON``.
+
+Each task prints one line ``RESULT <json>``. A fresh process per measurement keeps allocator state,
+oneDNN caches and peak memory of one configuration out of the next.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[3]
+BUNDLES = REPO / "bundles"
+MARK = "RESULT "
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+
+
+def bundle_scripts(bundle: str):
+    """Import ``bundles/<bundle>/scripts`` by path under a unique name (the bundles all call it ``scripts``)."""
+    name = f"{bundle}_scripts"
+    if name not in sys.modules:
+        folder = BUNDLES / bundle / "scripts"
+        spec = importlib.util.spec_from_file_location(
+            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(name)
+
+
+def build_model(model: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``resnet_medicalnet`` / ``resnet_strided`` (LDAM loss) or ``swin24`` / ``swin48`` / ``swin12`` (cross-entropy)."""
+    if model.startswith("resnet_"):
+        bundle_scripts("resnet50_3d_ldam")
+        networks = importlib.import_module("resnet50_3d_ldam_scripts.networks")
+        losses = importlib.import_module("resnet50_3d_ldam_scripts.losses")
+        network = networks.MedicalNetResNet50(in_channels=4, num_classes=2, layout=model.split("_", 1)[1])
+        return network, losses.LDAMLoss([60, 168], max_m=0.5, s=30.0)
+    bundle_scripts("swin_unetr_cls")
+    networks = importlib.import_module("swin_unetr_cls_scripts.networks")
+    network = networks.SwinEncoderClassifier(in_channels=4, num_classes=2, feature_size=int(model[4:]))
+    return network, torch.nn.CrossEntropyLoss()
+
+
+def _autocast(precision: str):
+    dtype = {"float32": None, "bfloat16": torch.bfloat16}[precision]
+    return torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+
+
+def train_step(model: str, size: int, batch: int, precision: str, channels_last: bool, steps: int, warmup: int,
+               count_flops: bool = False) -> dict:  # fmt: skip
+    """Time training steps (forward under autocast, float32 loss, backward, clip, Adam) on random tensors.
+
+    ``count_flops`` runs one step under ``torch.utils.flop_counter`` instead of timing (FLOPs do not depend
+    on precision or memory layout, so one count serves every configuration of a model and size).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    network, loss_fn = build_model(model)
+    x = torch.randn(batch, 4, size, size, size)
+    y = torch.tensor([i % 2 for i in range(batch)])
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(precision):
+            logits = network(x)
+        loss = loss_fn(logits.float(), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 0.5)
+        optimizer.step()
+
+    if count_flops:
+        with FlopCounterMode(display=False) as counter:
+            step()
+        return {"flops": counter.get_total_flops()}
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"times": times, "peak_rss_mib": peak_rss_mib()}
+
+
+def matmul_peak(precision: str, n: int = 2048, repeats: int = 6) -> dict:
+    """FLOP/s of a large square matmul: the machine's reachable peak in that precision."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return {"times": times, "flops": 2 * n**3}
+
+
+def _bundle_workflow(bundle: str, configs: list[str], overrides: dict):
+    from monai.bundle import ConfigWorkflow
+
+    root = BUNDLES / bundle
+    os.chdir(root)
+    sys.path.insert(0, str(root))
+    workflow = ConfigWorkflow(config_file=[f"configs/{c}" for c in configs], workflow_type="train", **overrides)
+    workflow.initialize()
+    return workflow
+
+
+def _timed(engine, first_epoch: int) -> dict:
+    """Per epoch >= ``first_epoch``: loop seconds (first batch wait to last iteration) and data-wait seconds."""
+    from ignite.engine import Events
+
+    record = {"loop": [], "wait": [], "iterations": []}
+    marks: dict = {}
+
+    def started(e):
+        marks.update(start=time.perf_counter(), wait=0.0)
+
+    def get_started(e):
+        marks["get"] = time.perf_counter()
+
+    def get_done(e):
+        marks["wait"] += time.perf_counter() - marks["get"]
+
+    def epoch_done(e):
+        if e.state.epoch >= first_epoch:
+            record["loop"].append(marks["end"] - marks["start"])
+            record["wait"].append(marks["wait"])
+            record["iterations"].append(e.state.epoch_length)
+
+    def iteration_done(e):
+        marks["end"] = time.perf_counter()
+
+    engine.add_event_handler(Events.EPOCH_STARTED, started)
+    engine.add_event_handler(Events.GET_BATCH_STARTED, get_started)
+    engine.add_event_handler(Events.GET_BATCH_COMPLETED, get_done)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, iteration_done)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, epoch_done)
+    return record
+
+
+def bundle_run(bundle: str, overrides: dict) -> dict:
+    """A real ``train.json`` run: per-iteration seconds of training and of validation after the first epoch."""
+    workflow = _bundle_workflow(bundle, ["train.json"], overrides)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    train = _timed(trainer, first_epoch=2)
+    validate = _timed(evaluator, first_epoch=2)
+    workflow.run()
+    return {"train": train, "validate": validate, "peak_rss_mib": peak_rss_mib()}
+
+
+def bare_run(bundle: str, overrides: dict, epochs: int) -> dict:
+    """The same work by hand: the bundle's network, loss, optimiser, autocast, accumulation and clipping on the
+    same preprocessed batches held in memory, without Ignite, handlers or data loading."""
+    workflow = _bundle_workflow(bundle, ["train.json"], overrides)
+    parser = workflow.parser
+    network, loss_fn, optimizer = (parser.get_parsed_content(k) for k in ("network", "loss", "optimizer"))
+    inferer = parser.get_parsed_content("train#inferer")
+    accumulation, clip = parser.get_parsed_content("accumulation_steps"), parser.get_parsed_content("grad_clip")
+    train_batches = [(b["image"], b["label"]) for b in parser.get_parsed_content("train#dataloader")]
+    val_batches = [b["image"] for b in parser.get_parsed_content("validate#dataloader")]
+    train_times, val_times = [], []
+    for _ in range(epochs):
+        network.train()
+        start = time.perf_counter()
+        for i, (image, label) in enumerate(train_batches):
+            loss = loss_fn(inferer(image, network), label) / accumulation
+            loss.backward()
+            if (i + 1) % accumulation == 0 or i + 1 == len(train_batches):
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
+                optimizer.step()
+                optimizer.zero_grad()
+        train_times.append(time.perf_counter() - start)
+        network.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            for image in val_batches:
+                torch.softmax(inferer(image, network).float(), dim=1)
+        val_times.append(time.perf_counter() - start)
+    return {
+        "train": {"loop": train_times[1:], "iterations": [len(train_batches)] * (epochs - 1)},
+        "validate": {"loop": val_times[1:], "iterations": [len(val_batches)] * (epochs - 1)},
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def preprocess(files: list[str], size: int, repeats: int) -> dict:
+    """Seconds of each preprocessing transform on one case, one thread."""
+    torch.set_num_threads(1)
+    from monai.transforms import Compose
+
+    from brats_grading.components.preprocessing import preprocessing_transforms
+
+    transforms = preprocessing_transforms(size)
+    names = [type(t).__name__ for t in transforms]
+    runs = []
+    for _ in range(repeats):
+        data = {"id": "case", "image": list(files)}
+        seconds = []
+        for transform in transforms:
+            start = time.perf_counter()
+            data = Compose([transform])(data)
+            seconds.append(time.perf_counter() - start)
+        runs.append(seconds)
+    return {"names": names, "runs": runs}
+
+
+def inference(model: str, size: int, batch: int, precision: str, mode: str, batches: int, warmup: int) -> dict:
+    """Cases per second of a forward pass, eager (bfloat16 by autocast) or traced and frozen TorchScript (bfloat16
+    weights and input: TorchScript does not autocast on CPU); returns P(HGG) of the last batch for comparison."""
+    torch.manual_seed(0)
+    network, _ = build_model(model)
+    network.eval()
+    x = torch.randn(batch, 4, size, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), _autocast(precision if mode == "eager" else "float32"):
+        runner = network
+        if mode == "torchscript":
+            if precision == "bfloat16":
+                network, x = network.to(torch.bfloat16), x.to(torch.bfloat16)
+            runner = torch.jit.freeze(torch.jit.trace(network, x[:1]))
+        times = []
+        for i in range(warmup + batches):
+            start = time.perf_counter()
+            out = runner(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    probs = torch.softmax(out.float(), dim=1)[:, 1]
+    return {"times": times, "batch": batch, "probs": probs.tolist()}
+
+
+TASKS = {
+    "train_step": train_step,
+    "matmul_peak": matmul_peak,
+    "bundle_run": bundle_run,
+    "bare_run": bare_run,
+    "preprocess": preprocess,
+    "inference": inference,
+}
+
+if __name__ == "__main__":
+    task, arguments = sys.argv[1], json.loads(sys.argv[2])
+    print(MARK + json.dumps(TASKS[task](**arguments)), flush=True)

@@ -1,0 +1,93 @@
+"""Benchmark results as markdown tables (ready for docs/performance.md) and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: sections every complete result holds, in the order they are printed
+SECTIONS: tuple[str, ...] = ("overhead", "compute", "data_pipeline", "inference", "memory")
+
+
+def _s(stats: dict, digits: int = 3) -> str:
+    """``median (min-max)`` of a timing."""
+    return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}-{stats['max']:.{digits}f})"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown(result: dict) -> str:
+    """Every table with its unit; timings as median (min-max) over repeats and steps."""
+    m, load = result["machine"], result["load_average"]
+    lines = [
+        f"Command: `{result['command']}` ({result['date']}, {result['mode']} mode, {result['seconds']:.0f} s)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}, AVX-512 bf16 {m['avx512_bf16']}, "
+        f"AMX bf16 {m['amx_bf16']}; Python {m['python']}, torch {m['torch']}, MONAI {m['monai']}. "
+        f"1-minute load average during the run: median {load['median']:.2f}, min {load['min']:.2f}, "
+        f"max {load['max']:.2f} ({load['n']} samples).",
+        "",
+        "Timings are median (min-max) over interleaved repeats.",
+        "",
+        "### 1. Bundle overhead (ResNet50-3D bundle on cached data vs a bare loop doing the same work)",
+        "",
+    ]
+    lines += _table(
+        ["phase", "bundle s/iteration", "bare s/iteration", "throughput bundle / bare"],
+        [[r["phase"], _s(r["bundle_s_per_iteration"]), _s(r["bare_s_per_iteration"]), f"{r['throughput_ratio']:.3f}"]
+         for r in result["overhead"]],
+    )  # fmt: skip
+    lines += ["### 2. Compute efficiency (training step: forward, loss, backward, clipping, Adam)", ""]
+    lines += _table(
+        ["model", "input", "batch", "precision", "channels-last", "s/step", "GFLOP/step", "TFLOP/s", "peak TFLOP/s",
+         "share of peak", "peak RSS MiB"],
+        [[r["model"], r["input"], r["batch"], r["precision"], "on" if r["channels_last"] else "off",
+          _s(r["s_per_step"], 2), f"{r['gflop_per_step']:.0f}", f"{r['tflops']:.3f}", f"{r['peak_tflops']:.3f}",
+          f"{r['share_of_peak']:.0%}", f"{r['peak_rss_mib']:.0f}"] for r in result["compute"]],
+    )  # fmt: skip
+    base = {(r["model"], r["input"]): r["s_per_step"]["median"] for r in result["compute"]
+            if r["precision"] == "float32" and not r["channels_last"]}  # fmt: skip
+    lines += ["Step time relative to float32 without channels-last (lower is faster):", ""]
+    lines += [f"- {r['model']} {r['input']}, {r['precision']}, channels-last {'on' if r['channels_last'] else 'off'}: "
+              f"{r['s_per_step']['median'] / base[(r['model'], r['input'])]:.2f}"
+              for r in result["compute"] if (r["precision"], r["channels_last"]) != ("float32", False)]  # fmt: skip
+    d = result["data_pipeline"]
+    lines += ["", f"### 3. Data pipeline (one case of shape {d['case_shape']} x 4 modalities -> {d['network_input']}, "
+              "one core)", ""]  # fmt: skip
+    lines += _table(["transform", "seconds"], [[s["transform"], _s(s["seconds"])] for s in d["steps"]])
+    lines += [f"- total: {_s(d['total_seconds'])} s per case per core"]
+    lines += [f"- data wait as a share of training loop time, {k}: {_s(v)}" for k, v in d["data_wait_share"].items()]
+    lines += [f"- cache: {d['cache_bytes_per_case'] / 2**20:.1f} MiB per case, "
+              f"{d['cache_bytes_brats_2018'] / 2**30:.1f} GiB for BraTS 2018's 285 cases", ""]  # fmt: skip
+    lines += ["### 4. Inference (forward pass; P(HGG) difference against float32 eager)", ""]
+    lines += _table(
+        ["mode", "precision", "s/batch", "cases/s", "speed-up", "max |P(HGG) difference|"],
+        [[r["mode"], r["precision"], _s(r["s_per_batch"]), f"{r['cases_per_s']:.2f}", f"{r['speedup']:.2f}",
+          f"{r['max_prob_difference']:.2e}"] for r in result["inference"]],
+    )  # fmt: skip
+    mem = result["memory"]
+    lines += ["### 5. Memory", "", "Peak RSS of a training run (disk cache) against dataset size:", ""]
+    lines += _table(
+        ["cases", "peak RSS MiB"], [[r["cases"], f"{r['peak_rss_mib']:.0f}"] for r in mem["by_dataset_size"]]
+    )
+    lines += [f"Training step of {mem['allocator_model']} per allocator:", ""]
+    lines += _table(
+        ["allocator", "s/step", "speed-up", "peak RSS MiB"],
+        [[r["allocator"], _s(r["s_per_step"], 2), f"{r['speedup']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+         for r in mem["allocators"]],
+    )  # fmt: skip
+    return "\n".join(lines)
+
+
+def write(result: dict, output_dir: str | Path) -> tuple[Path, Path]:
+    """``benchmark.md`` and ``benchmark.json`` in ``output_dir``."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js = folder / "benchmark.md", folder / "benchmark.json"
+    md.write_text(markdown(result) + "\n")
+    js.write_text(json.dumps(result, indent=2) + "\n")
+    return md, js

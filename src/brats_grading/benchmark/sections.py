@@ -1,0 +1,289 @@
+"""The five sections of the benchmark; each returns rows (dicts) for one table, measured by children.
+
+``Settings`` fixes sizes and repeats: ``QUICK`` is about a minute on two cores (it checks the machinery),
+``FULL`` is the run recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runner import interleaved, run_child, spread
+
+#: BraTS 2018 training cases: what a full cache would hold
+BRATS_2018_CASES = 285
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeats: int
+    compute_models: tuple[str, ...]
+    compute_sizes: tuple[int, ...]
+    steps: int
+    overhead: dict
+    overhead_cases: tuple[int, int]  # (n_hgg, n_lgg)
+    overhead_epochs: int
+    data_voxel_mm: float
+    data_size: int
+    inference: dict
+    memory_cases: tuple[int, ...]
+    memory_overrides: dict
+    allocator_model: str
+    allocator_size: int
+    peak_n: int
+
+
+_SMALL_RUN = {"layout": "strided", "batch_size": 2, "accumulation_steps": 1, "use_ema": False, "num_workers": 0}
+QUICK = Settings(
+    repeats=1,
+    compute_models=("resnet_strided",),
+    compute_sizes=(32,),
+    steps=1,
+    overhead={**_SMALL_RUN, "spatial_size": [32, 32, 32]},
+    overhead_cases=(5, 3),
+    overhead_epochs=2,
+    data_voxel_mm=3.0,
+    data_size=32,
+    inference={"model": "resnet_strided", "size": 32, "batch": 2, "batches": 2, "warmup": 1},
+    memory_cases=(4, 8),
+    memory_overrides={**_SMALL_RUN, "spatial_size": [32, 32, 32]},
+    allocator_model="swin12",
+    allocator_size=32,
+    peak_n=1024,
+)
+FULL = Settings(
+    repeats=2,
+    compute_models=("resnet_medicalnet", "resnet_strided", "swin24", "swin48"),
+    compute_sizes=(64, 128),
+    steps=2,
+    overhead={
+        "layout": "medicalnet",
+        "batch_size": 2,
+        "accumulation_steps": 1,
+        "use_ema": False,
+        "num_workers": 2,
+        "spatial_size": [64, 64, 64],
+    },  # fmt: skip
+    overhead_cases=(16, 12),
+    overhead_epochs=3,
+    data_voxel_mm=1.0,
+    data_size=128,
+    inference={"model": "resnet_medicalnet", "size": 128, "batch": 2, "batches": 3, "warmup": 1},
+    memory_cases=(8, 16, 32),
+    memory_overrides={**_SMALL_RUN, "spatial_size": [64, 64, 64]},
+    allocator_model="swin48",
+    allocator_size=128,
+    peak_n=2048,
+)
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU, cores, libraries, bfloat16 support."""
+    import monai
+    import torch
+
+    flags = ""
+    if Path("/proc/cpuinfo").is_file():
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        platform.processor(),
+    ) if Path("/proc/cpuinfo").is_file() else platform.processor()  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def compute(settings: Settings) -> list[dict]:
+    """FLOP/s of a training step against the matmul peak in the same precision, for every model and layout."""
+    peaks = {}
+    for precision in ("float32", "bfloat16"):
+        result = run_child("matmul_peak", {"precision": precision, "n": settings.peak_n})
+        peaks[precision] = result["flops"] / spread(result["times"])["median"]
+    rows = []
+    for model in settings.compute_models:
+        for size in settings.compute_sizes:
+            batch, steps = (2, settings.steps) if size <= 64 else (1, 1)  # 128^3 steps take 10-30 s here
+            shape = {"model": model, "size": size, "batch": batch, "steps": 1, "warmup": 0}
+            flops = run_child("train_step", {**shape, "precision": "float32", "channels_last": False,
+                                             "count_flops": True})["flops"]  # fmt: skip
+            configs = [(p, cl) for p in ("float32", "bfloat16") for cl in (False, True)]
+
+            def measure(config, shape=shape, steps=steps):
+                precision, channels_last = config
+                arguments = {**shape, "precision": precision, "channels_last": channels_last, "steps": steps,
+                             "warmup": 1}  # fmt: skip
+                return run_child("train_step", arguments)
+
+            results = interleaved(configs, measure, settings.repeats)
+            for (precision, channels_last), runs in zip(configs, results, strict=True):
+                times = spread([t for run in runs for t in run["times"]])
+                rows.append({
+                    "model": model, "input": f"{size}^3", "batch": batch, "precision": precision,
+                    "channels_last": channels_last, "s_per_step": times, "gflop_per_step": flops / 1e9,
+                    "tflops": flops / times["median"] / 1e12, "peak_tflops": peaks[precision] / 1e12,
+                    "share_of_peak": flops / times["median"] / peaks[precision],
+                    "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
+                })  # fmt: skip
+    return rows
+
+
+def synthetic_dataset(work: Path, n_hgg: int, n_lgg: int, voxel_mm: float, datalist: bool = True) -> Path:
+    """A synthetic BraTS folder (with its two-fold datalist), made once per shape and reused."""
+    from ..datalist import build_datalist, write_datalist
+    from ..synthetic import generate_dataset
+
+    folder = work / f"data_{n_hgg}_{n_lgg}_{voxel_mm:g}mm"
+    root = folder / "MICCAI_BraTS_2018_Data_Training"
+    done = folder / "complete"
+    if not done.is_file():
+        root = generate_dataset(folder, n_hgg=n_hgg, n_lgg=n_lgg, seed=11, voxel_mm=voxel_mm, workers=2, overwrite=True)
+        if datalist:
+            write_datalist(build_datalist(root, 2), root / "datalist.json", overwrite=True)
+        done.write_text("")
+    return root
+
+
+def _per_iteration(record: dict) -> float:
+    return sum(record["loop"]) / sum(record["iterations"])
+
+
+def overhead(settings: Settings, work: Path) -> tuple[list[dict], dict]:
+    """Bundle (monai.bundle config, Ignite, handlers, cached data) against a bare loop doing the same work.
+
+    Also returns the bundle's data wait with the cache on and off.
+    """
+    data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
+    base = {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs,
+            "output_dir": str(work / "runs"), "publish_model": False, "early_stop_patience": 0,
+            "val_interval": 1}  # fmt: skip
+
+    def measure(kind):
+        if kind == "bundle":
+            return run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": {**base, "cache": "memory"}})
+        if kind == "bundle_no_cache":
+            return run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": {**base, "cache": "none"}})
+        overrides = {**base, "cache": "memory", "num_workers": 0}
+        return run_child("bare_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides,
+                                      "epochs": settings.overhead_epochs})  # fmt: skip
+
+    kinds = ["bundle", "bare", "bundle_no_cache"]
+    results = dict(zip(kinds, interleaved(kinds, measure, settings.repeats), strict=True))
+    rows = []
+    for phase in ("train", "validate"):
+        bundle = spread([_per_iteration(r[phase]) for r in results["bundle"]])
+        bare = spread([_per_iteration(r[phase]) for r in results["bare"]])
+        rows.append({"phase": phase, "bundle_s_per_iteration": bundle, "bare_s_per_iteration": bare,
+                     "throughput_ratio": bare["median"] / bundle["median"]})  # fmt: skip
+    waits = {}
+    for kind in ("bundle", "bundle_no_cache"):
+        shares = [sum(r["train"]["wait"]) / sum(r["train"]["loop"]) for r in results[kind]]
+        waits["cache on" if kind == "bundle" else "cache off"] = spread(shares)
+    return rows, waits
+
+
+def data_pipeline(settings: Settings, work: Path, waits: dict) -> dict:
+    """Seconds per transform on one case (one core), data wait share, and the cache's bytes."""
+    data = synthetic_dataset(work, 1, 0, settings.data_voxel_mm, datalist=False)
+    case = next(data.glob("HGG/*"))
+    files = [str(next(case.glob(f"*_{m}.nii.gz"))) for m in ("t1", "t1ce", "t2", "flair")]
+    result = run_child(
+        "preprocess", {"files": files, "size": settings.data_size, "repeats": max(2, settings.repeats + 1)}
+    )
+    steps = [{"transform": name, "seconds": spread([run[i] for run in result["runs"]])}
+             for i, name in enumerate(result["names"])]  # fmt: skip
+    total = spread([sum(run) for run in result["runs"]])
+    import nibabel as nib
+
+    shape = nib.load(files[0]).shape
+    case_bytes = 4 * settings.data_size**3 * 4
+    return {
+        "case_shape": list(shape),
+        "steps": steps,
+        "total_seconds": total,
+        "data_wait_share": waits,
+        "cache_bytes_per_case": case_bytes,
+        "cache_bytes_brats_2018": case_bytes * BRATS_2018_CASES,
+        "network_input": f"4 x {settings.data_size}^3 float32",
+    }
+
+
+def inference(settings: Settings) -> list[dict]:
+    """Cases per second, eager vs TorchScript, float32 vs bfloat16, and the largest P(HGG) difference."""
+    configs = [(mode, precision) for mode in ("eager", "torchscript") for precision in ("float32", "bfloat16")]
+
+    def measure(config):
+        return run_child("inference", {**settings.inference, "mode": config[0], "precision": config[1]})
+
+    results = interleaved(configs, measure, settings.repeats)
+    reference = results[0][0]["probs"]
+    rows = []
+    for (mode, precision), runs in zip(configs, results, strict=True):
+        seconds = spread([t for run in runs for t in run["times"]])
+        difference = max(abs(a - b) for run in runs for a, b in zip(run["probs"], reference, strict=True))
+        rows.append({"mode": mode, "precision": precision, "s_per_batch": seconds,
+                     "cases_per_s": runs[0]["batch"] / seconds["median"], "max_prob_difference": difference})  # fmt: skip
+    base = rows[0]["cases_per_s"]
+    for row in rows:
+        row["speedup"] = row["cases_per_s"] / base
+    return rows
+
+
+def allocators() -> dict[str, dict]:
+    """Allocator settings to compare: glibc's default, glibc tunables, and any preloadable allocator installed.
+
+    glibc caps its mmap threshold at 32 MiB, so the large activation buffers of a 3D step are always
+    mmap'ed and freed; ``glibc.malloc.hugetlb=1`` at least backs them with transparent huge pages.
+    """
+    from ..recipes import MALLOC_SETTINGS
+
+    found = {
+        "glibc default": {},
+        "glibc trim / top pad": dict(MALLOC_SETTINGS),
+        "glibc + huge pages": {**MALLOC_SETTINGS, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    }
+    for name in ("mimalloc", "jemalloc", "tcmalloc"):
+        candidates = sorted(glob.glob(os.path.join(sys.prefix, "**", f"lib{name}.so"), recursive=True))
+        path = candidates[0] if candidates else ctypes.util.find_library(name)
+        if path:
+            found[f"{name} (LD_PRELOAD)"] = {"LD_PRELOAD": path}
+    return found
+
+
+def memory(settings: Settings, work: Path) -> tuple[list[dict], list[dict]]:
+    """Peak RSS of training against dataset size (disk cache), and a Swin step's time and RSS per allocator."""
+    size_rows = []
+    for cases in settings.memory_cases:
+        data = synthetic_dataset(work, cases - cases // 2, cases // 2, 3.0)
+        overrides = {**settings.memory_overrides, "dataset_dir": str(data), "epochs": 2, "cache": "disk",
+                     "output_dir": str(work / f"runs_memory_{cases}"), "publish_model": False}  # fmt: skip
+        result = run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides})
+        size_rows.append({"cases": cases, "peak_rss_mib": result["peak_rss_mib"]})
+    settings_by_name = allocators()
+    names = list(settings_by_name)
+    steps = settings.steps if settings.allocator_size <= 64 else 1
+    arguments = {"model": settings.allocator_model, "size": settings.allocator_size, "batch": 1,
+                 "precision": "float32", "channels_last": False, "steps": steps, "warmup": 1}  # fmt: skip
+    results = interleaved(names, lambda name: run_child("train_step", arguments, env=settings_by_name[name]),
+                          settings.repeats)  # fmt: skip
+    default = spread([t for run in results[0] for t in run["times"]])["median"]
+    allocator_rows = []
+    for name, runs in zip(names, results, strict=True):
+        seconds = spread([t for run in runs for t in run["times"]])
+        allocator_rows.append({"allocator": name, "s_per_step": seconds, "speedup": default / seconds["median"],
+                               "peak_rss_mib": max(run["peak_rss_mib"] for run in runs)})  # fmt: skip
+    return size_rows, allocator_rows

@@ -1,0 +1,114 @@
+"""``scripts/benchmark.py --quick``: every section measured, the tables and the JSON complete and well formed.
+
+Timings are not asserted (they belong to the machine); their shape and sanity are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from brats_grading.benchmark.report import SECTIONS
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[dict, str]:
+    output = tmp_path_factory.mktemp("benchmark")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--output_dir", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads((output / "benchmark.json").read_text()), (output / "benchmark.md").read_text()
+
+
+def _timing(stats: dict) -> None:
+    assert set(stats) == {"median", "min", "max", "n"} and stats["n"] >= 1
+    assert 0 < stats["min"] <= stats["median"] <= stats["max"] < 3600
+
+
+def test_every_section_is_present_with_the_machine_and_the_load(quick):
+    result, _ = quick
+    for key in (*SECTIONS, "machine", "load_average", "command", "date", "seconds"):
+        assert key in result, key
+    assert result["mode"] == "quick" and result["machine"]["cores"] >= 1 and result["machine"]["torch"]
+    assert result["load_average"]["n"] >= 1
+
+
+def test_overhead_compares_bundle_and_bare_for_training_and_validation(quick):
+    rows = quick[0]["overhead"]
+    assert [r["phase"] for r in rows] == ["train", "validate"]
+    for row in rows:
+        _timing(row["bundle_s_per_iteration"])
+        _timing(row["bare_s_per_iteration"])
+        assert row["throughput_ratio"] == pytest.approx(
+            row["bare_s_per_iteration"]["median"] / row["bundle_s_per_iteration"]["median"]
+        )
+
+
+def test_compute_covers_both_precisions_and_layouts_with_flops_and_peak(quick):
+    rows = quick[0]["compute"]
+    assert {(r["precision"], r["channels_last"]) for r in rows} == {
+        ("float32", False), ("float32", True), ("bfloat16", False), ("bfloat16", True),
+    }  # fmt: skip
+    for row in rows:
+        _timing(row["s_per_step"])
+        assert row["gflop_per_step"] > 0 and row["peak_tflops"] > 0
+        assert row["share_of_peak"] == pytest.approx(row["tflops"] / row["peak_tflops"])
+    assert len({r["gflop_per_step"] for r in rows}) == 1  # same work whatever the precision
+
+
+def test_data_pipeline_breaks_preprocessing_down_and_reports_the_cache(quick):
+    data = quick[0]["data_pipeline"]
+    names = [s["transform"] for s in data["steps"]]
+    for expected in ("LoadImaged", "Orientationd", "CropForegroundd", "NormalizeIntensityd", "Resized"):
+        assert expected in names
+    for step in data["steps"]:
+        assert step["seconds"]["min"] >= 0
+    assert data["total_seconds"]["median"] == pytest.approx(sum(s["seconds"]["median"] for s in data["steps"]), rel=0.5)
+    assert set(data["data_wait_share"]) == {"cache on", "cache off"}
+    for share in data["data_wait_share"].values():
+        assert 0 <= share["median"] <= 1
+    assert data["cache_bytes_brats_2018"] == 285 * data["cache_bytes_per_case"] == 285 * 4 * 4 * 32**3
+
+
+def test_inference_compares_eager_torchscript_and_precisions_with_output_differences(quick):
+    rows = quick[0]["inference"]
+    assert [(r["mode"], r["precision"]) for r in rows] == [
+        ("eager", "float32"), ("eager", "bfloat16"), ("torchscript", "float32"), ("torchscript", "bfloat16"),
+    ]  # fmt: skip
+    assert rows[0]["max_prob_difference"] == 0 and rows[0]["speedup"] == 1
+    assert rows[2]["max_prob_difference"] < 1e-4  # TorchScript float32 computes what eager does
+    for row in rows:
+        _timing(row["s_per_batch"])
+        assert math.isfinite(row["max_prob_difference"]) and row["cases_per_s"] > 0
+
+
+def test_memory_reports_dataset_sizes_and_allocators(quick):
+    memory = quick[0]["memory"]
+    assert [r["cases"] for r in memory["by_dataset_size"]] == [4, 8]
+    assert all(r["peak_rss_mib"] > 100 for r in memory["by_dataset_size"])
+    names = [r["allocator"] for r in memory["allocators"]]
+    assert names[:3] == ["glibc default", "glibc trim / top pad", "glibc + huge pages"]
+    assert memory["allocators"][0]["speedup"] == 1
+    for row in memory["allocators"]:
+        _timing(row["s_per_step"])
+
+
+def test_the_markdown_holds_every_table_and_no_nan(quick):
+    _, text = quick
+    for heading in ("### 1. Bundle overhead", "### 2. Compute efficiency", "### 3. Data pipeline",
+                    "### 4. Inference", "### 5. Memory"):  # fmt: skip
+        assert heading in text
+    assert "nan" not in text.lower().replace("nanoseconds", "")
+    assert text.count("| --- |") >= 6
