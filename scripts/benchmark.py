@@ -31,7 +31,7 @@ def main(quick: bool = False, output_dir: str = str(REPO / "runs" / "benchmark")
     import monai  # noqa: F401 - imported once here, so every forked measurement starts warm
 
     settings = sections.QUICK if quick else sections.FULL
-    work = Path(output_dir) / ("work_quick" if quick else "work")
+    work = Path(output_dir).resolve() / ("work_quick" if quick else "work")
     start = time.time()
     with LoadMonitor() as load:
         overhead_rows, waits = sections.overhead(settings, work)

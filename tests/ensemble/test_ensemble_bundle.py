@@ -63,14 +63,15 @@ print("{{}}")
 
 @pytest.fixture(scope="module")
 def own_predictions(members, small_brats, tmp_path_factory) -> dict:
-    """Each member's P(HGG) from its own bundle's inference.json."""
+    """Each member's P(HGG) from its own bundle's inference.json, in float32 as the ensemble runs its members."""
     out = tmp_path_factory.mktemp("own")
     probs = {}
     for name, member in members.items():
         csv_path = out / f"{name}.csv"
         run_bundle(
             member["bundle"], ["inference.json"], "--input", str(small_brats), "--checkpoint", str(member["checkpoint"]),
-            "--output_file", str(csv_path), "--num_workers", "0", *_cli(member["overrides"]),
+            "--output_file", str(csv_path), "--num_workers", "0", "--amp", "False", "--channels_last", "False",
+            *_cli(member["overrides"]),
         )  # fmt: skip
         probs[name] = {r["id"]: float(r["prob_hgg"]) for r in read_csv(csv_path)}
     return probs

@@ -63,11 +63,13 @@ def markdown(result: dict) -> str:
     lines += [f"- data wait as a share of training loop time, {k}: {_s(v)}" for k, v in d["data_wait_share"].items()]
     lines += [f"- cache: {d['cache_bytes_per_case'] / 2**20:.1f} MiB per case, "
               f"{d['cache_bytes_brats_2018'] / 2**30:.1f} GiB for BraTS 2018's 285 cases", ""]  # fmt: skip
-    lines += ["### 4. Inference (forward pass; P(HGG) difference against float32 eager)", ""]
+    rows = result["inference"]
+    lines += [f"### 4. Inference (forward pass; HGG log-odds difference against float32 eager, whose largest "
+              f"|log-odds| is {rows[0]['largest_log_odds']:.3g})", ""]  # fmt: skip
     lines += _table(
-        ["mode", "precision", "s/batch", "cases/s", "speed-up", "max |P(HGG) difference|"],
+        ["mode", "precision", "s/batch", "cases/s", "speed-up", "max |log-odds difference|"],
         [[r["mode"], r["precision"], _s(r["s_per_batch"]), f"{r['cases_per_s']:.2f}", f"{r['speedup']:.2f}",
-          f"{r['max_prob_difference']:.2e}"] for r in result["inference"]],
+          f"{r['max_log_odds_difference']:.2e}"] for r in rows],
     )  # fmt: skip
     mem = result["memory"]
     lines += ["### 5. Memory", "", "Peak RSS of a training run (disk cache) against dataset size:", ""]

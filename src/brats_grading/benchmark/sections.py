@@ -223,20 +223,22 @@ def data_pipeline(settings: Settings, work: Path, waits: dict) -> dict:
 
 
 def inference(settings: Settings) -> list[dict]:
-    """Cases per second, eager vs TorchScript, float32 vs bfloat16, and the largest P(HGG) difference."""
+    """Cases per second, eager vs TorchScript, float32 vs bfloat16, and the largest HGG log-odds difference."""
     configs = [(mode, precision) for mode in ("eager", "torchscript") for precision in ("float32", "bfloat16")]
 
     def measure(config):
         return run_child("inference", {**settings.inference, "mode": config[0], "precision": config[1]})
 
     results = interleaved(configs, measure, settings.repeats)
-    reference = results[0][0]["probs"]
+    reference = results[0][0]["log_odds"]
     rows = []
     for (mode, precision), runs in zip(configs, results, strict=True):
         seconds = spread([t for run in runs for t in run["times"]])
-        difference = max(abs(a - b) for run in runs for a, b in zip(run["probs"], reference, strict=True))
+        difference = max(abs(a - b) for run in runs for a, b in zip(run["log_odds"], reference, strict=True))
+        scale = max(abs(v) for v in reference)
         rows.append({"mode": mode, "precision": precision, "s_per_batch": seconds,
-                     "cases_per_s": runs[0]["batch"] / seconds["median"], "max_prob_difference": difference})  # fmt: skip
+                     "cases_per_s": runs[0]["batch"] / seconds["median"], "max_log_odds_difference": difference,
+                     "largest_log_odds": scale})  # fmt: skip
     base = rows[0]["cases_per_s"]
     for row in rows:
         row["speedup"] = row["cases_per_s"] / base
@@ -251,10 +253,11 @@ def allocators() -> dict[str, dict]:
     """
     from ..recipes import MALLOC_SETTINGS
 
+    trim = {k: v for k, v in MALLOC_SETTINGS.items() if k.startswith("MALLOC_")}
     found = {
         "glibc default": {},
-        "glibc trim / top pad": dict(MALLOC_SETTINGS),
-        "glibc + huge pages": {**MALLOC_SETTINGS, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+        "glibc trim / top pad": trim,
+        "glibc + huge pages": {**trim, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
     }
     for name in ("mimalloc", "jemalloc", "tcmalloc"):
         candidates = sorted(glob.glob(os.path.join(sys.prefix, "**", f"lib{name}.so"), recursive=True))
