@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import LABEL_NAMES, DatasetError, load_records
+from .outputs import write_json
 
 __all__ = [
     "DataValidationError",
@@ -143,13 +144,6 @@ def _read_stamps(stamp_file: Path | None) -> dict:
     return stamps if isinstance(stamps, dict) else {}
 
 
-def _write_stamps(stamp_file: Path, stamps: dict) -> None:
-    stamp_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = stamp_file.with_name(f".{stamp_file.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(stamps, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, stamp_file)
-
-
 def _unchanged(record: dict, stamps: dict) -> bool:
     try:
         return all(stamps.get(str(p)) == _stamp(str(p)) for p in record["image"])
@@ -187,7 +181,7 @@ def check_cases(
         for record, problem in zip(todo, problems, strict=True):
             if problem is None:
                 stamps.update({str(p): _stamp(str(p)) for p in record["image"]})
-        _write_stamps(stamps_path, stamps)
+        write_json(stamps_path, stamps)  # atomic: a killed check leaves the previous stamps
     logger.info(
         f"data check: {len(records)} cases, {len(todo)} read, {len(records) - len(todo)} unchanged since checked, "
         f"{len(bad)} bad"
