@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 
-.PHONY: setup demo test lint
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
+
+.PHONY: setup demo test lint setup-deploy test-deploy
 
 setup: $(VENV)/.installed
 
@@ -25,3 +28,16 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# MONAI Deploy example app: a separate environment (the SDK pulls holoscan; see docs/deployment.md).
+setup-deploy: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: pyproject.toml
+	$(SYSTEM_PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
+	$(DEPLOY_PY) -m pip install --quiet torch==2.13.0
+	$(DEPLOY_PY) -m pip install --quiet -e ".[dev,deploy]"
+	touch $@
+
+test-deploy: setup-deploy
+	$(DEPLOY_PY) -m pytest -m deploy tests/deploy

@@ -51,11 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--feature-sizes",
-        type=int,
-        nargs="+",
-        default=[24, 48],
-        help="Swin feature_size values (multiples of 12).",
+        "--feature-sizes", type=int, nargs="+", default=[24, 48], help="Swin feature_size values (multiples of 12)."
     )
     parser.add_argument(
         "--checkpointing",

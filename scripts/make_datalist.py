@@ -14,17 +14,14 @@ from collections import Counter
 from pathlib import Path
 
 from brats_grading.components.data import DatasetError
-from brats_grading.datalist import build_datalist, write_datalist
+from brats_grading.components.datalist import build_datalist, write_datalist
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset_dir", type=Path, help="BraTS folder, e.g. .../MICCAI_BraTS_2018_Data_Training")
     parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="where to write the datalist (default: <dataset_dir>/datalist.json)",
+        "--output", type=Path, default=None, help="where to write the datalist (default: <dataset_dir>/datalist.json)"
     )
     parser.add_argument("--folds", type=int, default=5, help="number of stratified folds (default: 5)")
     parser.add_argument("--seed", type=int, default=42, help="random seed of the fold split (default: 42)")
@@ -35,19 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         help="CSV with an id column and a 'Grade' column (HGG/LGG), for folders without HGG/LGG sub-folders",
     )
     parser.add_argument(
-        "--no-check-readable",
-        action="store_true",
-        help="skip opening every NIfTI header (faster on slow disks)",
+        "--no-check-readable", action="store_true", help="skip opening every NIfTI header (faster on slow disks)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing datalist with other content")
     args = parser.parse_args(argv)
     try:
         datalist = build_datalist(
-            args.dataset_dir,
-            args.folds,
-            args.seed,
-            args.grades_csv,
-            check_readable=not args.no_check_readable,
+            args.dataset_dir, args.folds, args.seed, args.grades_csv, check_readable=not args.no_check_readable
         )
         output = write_datalist(datalist, args.output or args.dataset_dir / "datalist.json", args.overwrite)
     except (DatasetError, FileExistsError) as err:

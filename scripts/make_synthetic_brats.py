@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel processes (default: all CPU cores); the output does not depend on it",
     )
     parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing non-empty dataset folder instead of refusing",
+        "--overwrite", action="store_true", help="replace an existing non-empty dataset folder instead of refusing"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the dataset path")
     return parser

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from brats_grading.components.checkpoints import best_checkpoint
 from brats_grading.recipes import MALLOC_SETTINGS, RECIPES, cli_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     training = cli_args({**recipe.training(args.epochs), **shared})
     step("train", [*run, "--config_file", "configs/train.json", *common, *training], bundle)
     step("evaluate", [*run, "--config_file", "['configs/train.json','configs/evaluate.json']", *common,
-                      *cli_args(shared)], bundle)  # fmt: skip
+                      "--use_latest_run", "True", *cli_args(shared)], bundle)  # fmt: skip
     run_dir = sorted(set((output_dir / f"fold_{args.fold}").glob("run_*")) - runs_before)[-1]
+    checkpoint = best_checkpoint(output_dir, args.fold)  # the run's model; the bundle's models/ stays as it was
     predictions = output_dir / "held_out_predictions" / "predictions.csv"
     step(
         "held-out inference",
         [*run, "--config_file", "configs/inference.json", "--input", str(held_out / "datalist.json"),
-         "--output_file", str(predictions), "--num_workers", "2", *cli_args(shared)],
+         "--output_file", str(predictions), "--checkpoint", checkpoint, "--num_workers", "2", *cli_args(shared)],
         bundle,
     )  # fmt: skip
     written = sorted(predictions.parent.glob("predictions*.csv"), key=lambda p: p.stat().st_mtime)[-1]

@@ -15,7 +15,7 @@ SMALL_DATASET = {"n_hgg": 14, "n_lgg": 6, "seed": 7, "difficulty": 0.2, "voxel_m
 @pytest.fixture(scope="session")
 def small_brats(tmp_path_factory) -> Path:
     """Dataset root of a small synthetic BraTS 2018 copy, with its ``datalist.json`` written."""
-    from brats_grading.datalist import build_datalist, write_datalist
+    from brats_grading.components.datalist import build_datalist, write_datalist
     from brats_grading.synthetic import generate_dataset
 
     root = generate_dataset(tmp_path_factory.mktemp("brats"), workers=2, **SMALL_DATASET)

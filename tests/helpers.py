@@ -60,16 +60,7 @@ def bundle_command(bundle_dir: Path, config_files: list[str], *overrides: str) -
         f"sys.path = [p for p in sys.path if not p.startswith({str(REPO / 'src')!r})]; "
         "from monai.bundle.__main__ import *; import fire; fire.Fire()"
     )
-    cmd = [
-        sys.executable,
-        "-c",
-        code,
-        "run",
-        "--config_file",
-        configs,
-        "--logging_file",
-        "configs/logging.conf",
-    ]
+    cmd = [sys.executable, "-c", code, "run", "--config_file", configs, "--logging_file", "configs/logging.conf"]
     cmd += list(overrides)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONHASHSEED"] = "0"
@@ -126,7 +117,7 @@ def run_evaluation(bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overr
     """Evaluate the newest training run of ``fold`` under ``output_dir``; return the new evaluation folder."""
     run_bundle(
         bundle_dir, ["train.json", "evaluate.json"], "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir),
-        "--fold", str(fold), *overrides,
+        "--fold", str(fold), "--use_latest_run", "True", *overrides,
     )  # fmt: skip
     return sorted((output_dir / f"fold_{fold}").glob("eval_*"))[-1]
 

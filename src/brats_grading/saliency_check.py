@@ -45,11 +45,7 @@ def ball(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
 
 
 def tumour_share(
-    saliency: np.ndarray,
-    seg: np.ndarray,
-    brain: np.ndarray,
-    spacing: Sequence[float],
-    dilation_mm: float = 5.0,
+    saliency: np.ndarray, seg: np.ndarray, brain: np.ndarray, spacing: Sequence[float], dilation_mm: float = 5.0
 ) -> dict:
     """``share_inside``, ``chance`` and ``lift`` of one case (None where undefined), with the voxel counts.
 

@@ -33,16 +33,7 @@ MODEL_SPECIFIC = {
     "channels_last",  # 0.71-0.92x the ResNet's float32 step on CPU, no effect on the Swin  # its position in the handler list (the ResNet has one handler more)
 }
 MODEL_PREFIXES = ("network_def",)
-RESNET_ONLY = {
-    "layout",
-    "dropout",
-    "normed_head",
-    "max_m",
-    "logit_scale",
-    "drw_start_epoch",
-    "drw_rule",
-    "drw_beta",
-}
+RESNET_ONLY = {"layout", "dropout", "normed_head", "max_m", "logit_scale", "drw_start_epoch", "drw_rule", "drw_beta"}
 SWIN_ONLY = {
     "encoder_learning_rate",
     "end_learning_rate",

@@ -59,11 +59,7 @@ def test_the_operating_point_side_file_is_preferred_over_the_checkpoint_metrics(
     checkpoint = _checkpoint(tmp_path / "model.pt", {"temperature": 2.0, "threshold": 0.4})
     write_operating_point(checkpoint, {"temperature": 3.0, "threshold": 0.7, "threshold_rule": "youden"})
     assert operating_point_path(checkpoint) == tmp_path / "model.operating_point.json"
-    assert read_operating_point(checkpoint) == {
-        "temperature": 3.0,
-        "threshold": 0.7,
-        "threshold_rule": "youden",
-    }
+    assert read_operating_point(checkpoint) == {"temperature": 3.0, "threshold": 0.7, "threshold_rule": "youden"}
 
 
 def test_the_operating_point_falls_back_to_the_metrics_stored_in_the_checkpoint(tmp_path):

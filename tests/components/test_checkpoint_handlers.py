@@ -37,7 +37,9 @@ def _candidate(path, seed: int, score: float, threshold: float, temperature: flo
 
 def _publish(candidates, publish_path) -> None:
     engine = Engine(lambda e, b: None)
-    BestModelSaver([str(c) for c in candidates], str(publish_path)).attach(engine)
+    BestModelSaver([str(c) for c in candidates], str(publish_path), str(publish_path.parent.parent / "run")).attach(
+        engine
+    )
     engine.run([0])
 
 
@@ -60,7 +62,7 @@ def test_best_model_saver_publishes_the_better_candidate_with_its_operating_poin
     assert point["checkpoint"] == str(raw_path)
 
 
-def test_publishing_again_keeps_the_previous_model(tmp_path):
+def test_publishing_again_moves_the_previous_model_out_of_the_bundle(tmp_path):
     ema_path, raw_path = tmp_path / "best_ema.pt", tmp_path / "best.pt"
     first_weights = _candidate(ema_path, seed=1, score=0.80, threshold=0.30, temperature=1.5)
     published = tmp_path / "models" / "model.pt"
@@ -68,4 +70,6 @@ def test_publishing_again_keeps_the_previous_model(tmp_path):
     second_weights = _candidate(raw_path, seed=2, score=0.90, threshold=0.62, temperature=2.5)
     _publish([ema_path, raw_path], published)
     _assert_same_weights(torch.load(published, weights_only=True), second_weights)
-    _assert_same_weights(torch.load(tmp_path / "models" / "model.previous.pt", weights_only=True), first_weights)
+    _assert_same_weights(torch.load(tmp_path / "run" / "replaced_model.pt", weights_only=True), first_weights)
+    assert json.loads((tmp_path / "run" / "replaced_model.operating_point.json").read_text())["threshold"] == 0.30
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model.operating_point.json", "model.pt"]

@@ -31,11 +31,7 @@ def test_a_given_operating_point_is_used_instead_of_a_fitted_one(tmp_path):
     labels = [0, 0, 1, 1, 0, 1]
     pred = torch.tensor([[0.0, z] for z in log_odds])  # logit[HGG] - logit[LGG] = z
     batches = [
-        {
-            "id": [f"case{i}" for i in range(k, k + 3)],
-            "pred": pred[k : k + 3],
-            "label": torch.tensor(labels[k : k + 3]),
-        }
+        {"id": [f"case{i}" for i in range(k, k + 3)], "pred": pred[k : k + 3], "label": torch.tensor(labels[k : k + 3])}
         for k in (0, 3)
     ]
     report = RunReport(tmp_path)

@@ -29,12 +29,7 @@ THRESHOLD_PROBS = [0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1]
 def test_metrics_match_hand_computation():
     m = classification_metrics(LABELS, PROBS)
     # predictions at 0.5: 1 1 0 1 | 1 0 0 -> TP 3, FN 1, FP 1, TN 2
-    assert (m["true_positives"], m["false_negatives"], m["false_positives"], m["true_negatives"]) == (
-        3,
-        1,
-        1,
-        2,
-    )
+    assert (m["true_positives"], m["false_negatives"], m["false_positives"], m["true_negatives"]) == (3, 1, 1, 2)
     assert m["accuracy"] == pytest.approx(5 / 7)
     assert m["sensitivity"] == pytest.approx(3 / 4) and m["specificity"] == pytest.approx(2 / 3)
     assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 2 / 3) / 2)

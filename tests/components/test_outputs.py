@@ -11,12 +11,7 @@ from helpers import LABELS, PROBS
 from scipy.special import logit
 
 from brats_grading.components.metrics import classification_metrics
-from brats_grading.components.outputs import (
-    to_jsonable,
-    write_json,
-    write_prediction_arrays,
-    write_prediction_csv,
-)
+from brats_grading.components.outputs import to_jsonable, write_json, write_prediction_arrays, write_prediction_csv
 
 
 def _read_rows(path) -> list[dict]:

@@ -20,11 +20,7 @@ def _record(report: RunReport, prefix: str, epoch: int, probs: list[float]) -> N
 
 
 def test_plots_are_written(tmp_path):
-    history = {
-        "train_loss": [[1, 1.0], [2, 0.8]],
-        "val_loss": [[1, 1.1], [2, 0.9]],
-        "val_auc": [[1, 0.6], [2, 0.7]],
-    }
+    history = {"train_loss": [[1, 1.0], [2, 0.8]], "val_loss": [[1, 1.1], [2, 0.9]], "val_auc": [[1, 0.6], [2, 0.7]]}
     written = plot_history(history, tmp_path) + plot_evaluation(LABELS, PROBS, tmp_path)
     assert {p.name for p in written} == {
         "loss_curve.png",

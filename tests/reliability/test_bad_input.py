@@ -19,7 +19,7 @@ import pytest
 from helpers import copy_bundle, run_bundle
 
 from brats_grading.components.data import DatasetError
-from brats_grading.datalist import build_datalist, write_datalist
+from brats_grading.components.datalist import build_datalist, write_datalist
 
 BUNDLE = "resnet50_3d_ldam"
 SMALL = {"fold": 0, "spatial_size": [16, 16, 16], "epochs": 1, "num_workers": 0, "cache": "none", "batch_size": 2}

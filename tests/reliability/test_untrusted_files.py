@@ -59,7 +59,7 @@ def _trainer_resume(path):
 
 def _publish(path):
     engine = Engine(lambda e, b: None)
-    BestModelSaver([str(path)], str(path.parent / "published" / "model.pt")).attach(engine)
+    BestModelSaver([str(path)], str(path.parent / "published" / "model.pt"), str(path.parent / "run")).attach(engine)
     engine.run([0])
 
 

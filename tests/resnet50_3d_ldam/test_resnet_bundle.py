@@ -22,16 +22,7 @@ from helpers import (
 pytestmark = pytest.mark.slow
 BUNDLE = "resnet50_3d_ldam"
 
-SMALL = [
-    "--spatial_size",
-    "[32,32,32]",
-    "--batch_size",
-    "2",
-    "--num_workers",
-    "0",
-    "--accumulation_steps",
-    "2",
-]
+SMALL = ["--spatial_size", "[32,32,32]", "--batch_size", "2", "--num_workers", "0", "--accumulation_steps", "2"]
 TRAIN = [*SMALL, "--epochs", "3", "--drw_start_epoch", "2", "--ema_warmup_steps", "4", "--fold", "1"]
 
 
@@ -41,9 +32,10 @@ def _run_dir(output_dir: Path, prefix: str = "run") -> Path:
 
 @pytest.fixture(scope="module")
 def trained(bundle, small_brats) -> Path:
-    """One short training run on fold 1; returns its run folder."""
+    """One short training run on fold 1 that publishes its model; returns its run folder."""
     output = bundle / "runs_e2e"
-    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN)
+    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN,
+               "--publish_model", "True")  # fmt: skip
     return _run_dir(output)
 
 
@@ -80,16 +72,7 @@ def test_metrics_json_round_trips_with_full_history(trained, small_datalist):
     assert final["source"] in ("val", "val_ema")
     n_val = sum(1 for r in small_datalist["training"] if r["fold"] == 1)
     assert final["num_cases"] == n_val
-    for key in (
-        "accuracy",
-        "balanced_accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "auc",
-        "sensitivity",
-        "specificity",
-    ):
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auc", "sensitivity", "specificity"):
         assert 0.0 <= final[key] <= 1.0, key
     assert set(final["per_class"]) == {"LGG", "HGG"}
     assert final["false_negatives"] + final["true_positives"] == final["per_class"]["HGG"]["support"]
@@ -272,10 +255,7 @@ print(json.dumps(names))
 def test_torchscript_export_embeds_metadata_and_matches_eager(bundle, trained, tmp_path):
     out = export_and_compare(bundle, tmp_path / "model.ts", {})  # scripted (the default)
     assert out["diff"] < 1e-5
-    assert out["metadata"]["network_data_format"]["outputs"]["pred"]["channel_def"] == {
-        "0": "LGG",
-        "1": "HGG",
-    }
+    assert out["metadata"]["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "LGG", "1": "HGG"}
 
 
 def test_bfloat16_autocast_training_with_focal_loss_and_sgd(bundle, small_brats, tmp_path):

@@ -326,8 +326,7 @@ def test_logit_scale_is_ignored_by_the_plain_linear_head() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [({"dropout": 1.0}, "dropout"), ({"scale": 0.0}, "scale"), ({"scale": math.inf}, "scale")],
+    ("kwargs", "message"), [({"dropout": 1.0}, "dropout"), ({"scale": 0.0}, "scale"), ({"scale": math.inf}, "scale")]
 )
 def test_normed_linear_rejects_invalid_dropout_and_scale(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -9,42 +9,45 @@ import pytest
 import torch
 from helpers import export_and_compare, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
+from brats_grading.components.checkpoints import best_checkpoint
+
 pytestmark = pytest.mark.slow
 BUNDLE = "swin_unetr_cls"
 
 SMALL = ["--spatial_size", "[32,32,32]", "--feature_size", "12", "--num_workers", "0"]
 
 
+def _bundle_files(bundle: Path) -> dict[str, int]:
+    return {
+        p.relative_to(bundle).as_posix(): p.stat().st_size for p in bundle.rglob("*") if "__pycache__" not in p.parts
+    }
+
+
 @pytest.fixture(scope="module")
-def trained(bundle, small_brats) -> Path:
-    output = bundle / "runs_e2e"
-    run_bundle(
-        bundle,
-        ["train.json"],
-        "--dataset_dir",
-        str(small_brats),
-        "--output_dir",
-        str(output),
-        *SMALL,
-        "--epochs",
-        "2",
-    )
-    return only_run_dir(output)
+def bundle_before_training(bundle) -> dict[str, int]:
+    return _bundle_files(bundle)
 
 
-def test_train_writes_checkpoints_metrics_and_publishes(trained, bundle):
-    for name in (
-        "checkpoints/best.pt",
-        "checkpoints/best_ema.pt",
-        "checkpoints/last.pt",
-        "metrics/metrics.json",
-    ):
+@pytest.fixture(scope="module")
+def trained(bundle, bundle_before_training, small_brats) -> Path:
+    """Training with the default output folder and without publishing, as a downloaded bundle runs it."""
+    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), *SMALL, "--epochs", "2")
+    return only_run_dir(bundle.parent / f"{bundle.name}_runs")
+
+
+def test_training_writes_nothing_into_the_bundle_folder(trained, bundle, bundle_before_training):
+    assert _bundle_files(bundle) == bundle_before_training
+    assert not (bundle / "models" / "model.pt").exists()
+
+
+def test_train_writes_checkpoints_and_metrics(trained):
+    for name in ("checkpoints/best.pt", "checkpoints/best_ema.pt", "checkpoints/last.pt", "metrics/metrics.json"):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics" / "metrics.json").read_text())
     assert [e for e, _ in metrics["history"]["train_loss"]] == [1, 2]
     assert metrics["final"]["source"] in ("val", "val_ema") and metrics["final"]["auc"] is not None
-    published = torch.load(bundle / "models" / "model.pt", weights_only=True)
-    assert all(k.startswith(("swinViT.", "head.")) for k in published)
+    weights = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert all(k.startswith(("swinViT.", "head.")) for k in weights)
 
 
 def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_path):
@@ -55,7 +58,9 @@ def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_pa
     }
     stored = max(scores.values(), key=lambda m: m["selection_score"])
     assert final["auc"] == pytest.approx(stored["auc"], abs=1e-6)
-    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL)
+    checkpoint = best_checkpoint(trained.parent.parent, 0)
+    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL,
+               "--checkpoint", checkpoint)  # fmt: skip
     rows = read_csv(tmp_path / "predictions.csv")
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
     assert all(0.0 <= float(r["prob_hgg"]) <= 1.0 for r in rows)

@@ -16,7 +16,7 @@ import pytest
 from helpers import REPO
 
 from brats_grading.components.data import CHANNEL_ORDER, DatasetError, load_records, scan_cases
-from brats_grading.datalist import assign_folds, build_datalist, write_datalist
+from brats_grading.components.datalist import assign_folds, build_datalist, write_datalist
 
 
 def _write_case(folder: Path, case_id: str, modalities=(*CHANNEL_ORDER, "seg")) -> None:
@@ -144,21 +144,13 @@ def test_existing_datalist_with_other_content_is_kept(tmp_path):
 def test_cli_writes_datalist_and_reports_errors(tmp_path):
     root = _toy_2018(tmp_path / "data")
     ok = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_datalist.py"), str(root)],
-        capture_output=True,
-        text=True,
+        [sys.executable, str(REPO / "scripts" / "make_datalist.py"), str(root)], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads((root / "datalist.json").read_text())["numTraining"] == 11
     (root / "HGG" / "Case_000" / "Case_000_t2.nii.gz").unlink()
     bad = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "make_datalist.py"),
-            str(root),
-            "--output",
-            str(tmp_path / "x.json"),
-        ],
+        [sys.executable, str(REPO / "scripts" / "make_datalist.py"), str(root), "--output", str(tmp_path / "x.json")],
         capture_output=True,
         text=True,
     )

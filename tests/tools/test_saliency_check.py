@@ -37,10 +37,7 @@ def _write_case(tmp_path: Path, saliency: np.ndarray, case_id: str = "Case_000")
     nib.save(nib.Nifti1Image(flair, affine), case_dir / f"{case_id}_flair.nii.gz")
     nib.save(nib.Nifti1Image(seg, affine), case_dir / f"{case_id}_seg.nii.gz")
     (tmp_path / "saliency").mkdir(exist_ok=True)
-    nib.save(
-        nib.Nifti1Image(saliency.astype(np.float32), affine),
-        tmp_path / "saliency" / f"{case_id}_saliency.nii.gz",
-    )
+    nib.save(nib.Nifti1Image(saliency.astype(np.float32), affine), tmp_path / "saliency" / f"{case_id}_saliency.nii.gz")
     return tmp_path / "saliency", tmp_path / "data"
 
 

@@ -82,12 +82,7 @@ def enhancement_by_difficulty(tmp_path_factory) -> dict[float, dict[str, float]]
 
 def test_layout_folders_files_and_survival_csv(dataset):
     assert dataset.name == DATASET_DIRNAME
-    assert sorted(p.name for p in dataset.iterdir()) == [
-        "HGG",
-        "LGG",
-        "MNI152_NOTICE.txt",
-        "survival_data.csv",
-    ]
+    assert sorted(p.name for p in dataset.iterdir()) == ["HGG", "LGG", "MNI152_NOTICE.txt", "survival_data.csv"]
     cases = _cases(dataset)
     grades = [g for g, _ in cases.values()]
     assert grades.count("HGG") == MAIN["n_hgg"] and grades.count("LGG") == MAIN["n_lgg"]
@@ -243,14 +238,7 @@ def test_refuses_to_write_into_non_empty_dataset_root(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [
-        {"difficulty": 1.5},
-        {"voxel_mm": 0.0},
-        {"n_hgg": -1},
-        {"n_hgg": 0, "n_lgg": 0},
-        {"seed": -3},
-        {"workers": 0},
-    ],
+    [{"difficulty": 1.5}, {"voxel_mm": 0.0}, {"n_hgg": -1}, {"n_hgg": 0, "n_lgg": 0}, {"seed": -3}, {"workers": 0}],
 )
 def test_invalid_arguments_are_rejected_before_writing(tmp_path, kwargs):
     with pytest.raises(ValueError):
@@ -274,18 +262,7 @@ def test_cli_help_lists_every_option():
 
 
 def test_cli_generates_a_tiny_dataset(tmp_path):
-    cmd = [
-        sys.executable,
-        str(CLI),
-        "--output-dir",
-        str(tmp_path),
-        "--hgg",
-        "1",
-        "--lgg",
-        "1",
-        "--voxel-mm",
-        "6",
-    ]
+    cmd = [sys.executable, str(CLI), "--output-dir", str(tmp_path), "--hgg", "1", "--lgg", "1", "--voxel-mm", "6"]
     proc = subprocess.run([*cmd, "--workers", "1"], capture_output=True, text=True, check=True)
     root = tmp_path / DATASET_DIRNAME
     assert proc.stdout.strip().splitlines()[-1] == str(root)

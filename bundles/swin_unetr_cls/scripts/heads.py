@@ -76,9 +76,6 @@ def build_head(kind: str, in_features: int, num_classes: int, dropout: float, hi
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
     if kind == "mlp":
         return nn.Sequential(
-            nn.Linear(in_features, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
+            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
         )
     raise ValueError(f"head must be one of {HEAD_TYPES}, got {kind!r}.")

@@ -26,14 +26,7 @@ from torch import nn
 from .heads import HEAD_TYPES, POOLING_TYPES, AttentionPool3d, GlobalAvgPool3d, build_head, build_pool
 from .ssl_weights import ENCODER_PREFIX, load_ssl_weights
 
-__all__ = [
-    "ENCODER_PREFIX",
-    "AttentionPool3d",
-    "GlobalAvgPool3d",
-    "SwinEncoderClassifier",
-    "build_head",
-    "build_pool",
-]
+__all__ = ["ENCODER_PREFIX", "AttentionPool3d", "GlobalAvgPool3d", "SwinEncoderClassifier", "build_head", "build_pool"]
 
 #: indices into the encoder's five hidden states used by the classifier. The single-scale model uses only the
 #: deepest stage (16 * feature_size channels, 1/32 resolution); ``multiscale=True`` fuses the last three

@@ -66,10 +66,7 @@ def map_ssl_key(key: str, prefix: str = ENCODER_PREFIX) -> str:
 
 
 def load_ssl_weights(
-    model: nn.Module,
-    path: str | os.PathLike,
-    prefix: str = ENCODER_PREFIX,
-    adapt_in_channels: bool = True,
+    model: nn.Module, path: str | os.PathLike, prefix: str = ENCODER_PREFIX, adapt_in_channels: bool = True
 ) -> dict:
     """Copy Swin UNETR SSL weights into ``model``'s encoder (in place) and report what was loaded.
 

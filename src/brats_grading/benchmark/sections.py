@@ -144,7 +144,7 @@ def compute(settings: Settings) -> list[dict]:
 
 def synthetic_dataset(work: Path, n_hgg: int, n_lgg: int, voxel_mm: float, datalist: bool = True) -> Path:
     """A synthetic BraTS folder (with its two-fold datalist), made once per shape and reused."""
-    from ..datalist import build_datalist, write_datalist
+    from ..components.datalist import build_datalist, write_datalist
     from ..synthetic import generate_dataset
 
     folder = work / f"data_{n_hgg}_{n_lgg}_{voxel_mm:g}mm"

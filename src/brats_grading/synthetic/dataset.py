@@ -152,10 +152,6 @@ def generate_dataset(
     _write_survival_csv(root, (survival_record(cid, int(seed)) for cid, g in cases if g == "HGG"))
     _write_notice(root)
     logger.info(
-        "wrote %d cases to %s in %.1f s with %d worker(s)",
-        len(jobs),
-        root,
-        time.perf_counter() - start,
-        n_workers,
+        "wrote %d cases to %s in %.1f s with %d worker(s)", len(jobs), root, time.perf_counter() - start, n_workers
     )
     return root

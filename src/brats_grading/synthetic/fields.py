@@ -26,13 +26,7 @@ def _bspline_matrix(x_mm: NDArray[np.float64], start_mm: float, step_mm: float, 
     i = np.floor(t).astype(np.int64)
     f = t - i
     w = np.stack(
-        [
-            (1 - f) ** 3 / 6,
-            (3 * f**3 - 6 * f**2 + 4) / 6,
-            (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6,
-            f**3 / 6,
-        ],
-        axis=1,
+        [(1 - f) ** 3 / 6, (3 * f**3 - 6 * f**2 + 4) / 6, (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6, f**3 / 6], axis=1
     )
     w /= np.sqrt((w**2).sum(axis=1, keepdims=True))
     mat = np.zeros((len(t), n_nodes), dtype=np.float64)

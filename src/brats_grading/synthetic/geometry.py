@@ -40,8 +40,7 @@ def brats_affine(voxel_mm: float = 1.0) -> NDArray[np.float64]:
     _check_voxel_mm(voxel_mm)
     v = float(voxel_mm)
     return np.array(
-        [[-v, 0.0, 0.0, 0.0], [0.0, -v, 0.0, 239.0], [0.0, 0.0, v, 0.0], [0.0, 0.0, 0.0, 1.0]],
-        dtype=np.float64,
+        [[-v, 0.0, 0.0, 0.0], [0.0, -v, 0.0, 239.0], [0.0, 0.0, v, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float64
     )
 
 

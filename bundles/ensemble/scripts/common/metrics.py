@@ -108,12 +108,7 @@ def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
         "false_positives": fp,
         "false_negatives": fn,
         "per_class": {
-            LABEL_NAMES[c]: {
-                "precision": precision[c],
-                "recall": recall[c],
-                "f1": f1[c],
-                "support": support[c],
-            }
+            LABEL_NAMES[c]: {"precision": precision[c], "recall": recall[c], "f1": f1[c], "support": support[c]}
             for c in (0, 1)
         },
     }

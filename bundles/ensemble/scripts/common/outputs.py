@@ -18,13 +18,7 @@ import numpy as np
 
 from .data import LABEL_NAMES
 
-__all__ = [
-    "PREDICTION_COLUMNS",
-    "to_jsonable",
-    "write_json",
-    "write_prediction_arrays",
-    "write_prediction_csv",
-]
+__all__ = ["PREDICTION_COLUMNS", "to_jsonable", "write_json", "write_prediction_arrays", "write_prediction_csv"]
 
 #: columns of a prediction CSV; ``logit`` is the log-odds of HGG before calibration.
 PREDICTION_COLUMNS: tuple[str, ...] = ("id", "prob_hgg", "predicted_grade", "logit")
@@ -78,7 +72,7 @@ def write_json(path: str | Path, content) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(to_jsonable(content), indent=2, allow_nan=False) + "\n")
+    temporary.write_text(json.dumps(to_jsonable(content), indent=4, allow_nan=False) + "\n")  # the zoo's JSON style
     os.replace(temporary, path)
     return path
 

@@ -14,15 +14,7 @@ from .plots import plot_evaluation, plot_history
 
 __all__ = ["HISTORY_KEYS", "CheckpointMetrics", "RunReport"]
 
-HISTORY_KEYS: tuple[str, ...] = (
-    "loss",
-    "auc",
-    "f1",
-    "accuracy",
-    "balanced_accuracy",
-    "sensitivity",
-    "specificity",
-)
+HISTORY_KEYS: tuple[str, ...] = ("loss", "auc", "f1", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
 
 
 class RunReport:

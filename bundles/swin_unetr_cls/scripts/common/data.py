@@ -20,13 +20,7 @@ LABEL_NAMES: dict[int, str] = {0: "LGG", 1: "HGG"}
 GRADE_TO_LABEL: dict[str, int] = {name: label for label, name in LABEL_NAMES.items()}
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 GRADE_CSV_NAMES: tuple[str, ...] = ("name_mapping.csv",)
-ID_COLUMNS: tuple[str, ...] = (
-    "BraTS_2020_subject_ID",
-    "BraTS_2019_subject_ID",
-    "BraTS_2018_subject_ID",
-    "id",
-    "ID",
-)
+ID_COLUMNS: tuple[str, ...] = ("BraTS_2020_subject_ID", "BraTS_2019_subject_ID", "BraTS_2018_subject_ID", "id", "ID")
 
 
 class DatasetError(ValueError):

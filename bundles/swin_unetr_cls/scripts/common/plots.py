@@ -68,11 +68,7 @@ def plot_history(history: Mapping[str, Sequence], folder: str | Path, suffix: st
 
 
 def plot_evaluation(
-    labels: Sequence[int],
-    probs: Sequence[float],
-    folder: str | Path,
-    suffix: str = "",
-    threshold: float = 0.5,
+    labels: Sequence[int], probs: Sequence[float], folder: str | Path, suffix: str = "", threshold: float = 0.5
 ) -> list[Path]:
     """Confusion matrix (at ``threshold``), ROC, precision-recall and reliability diagram (scikit-learn displays)."""
     plt = _figure()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from monai.transforms import (
     CropForegroundd,
+    EnsureChannelFirstd,
     EnsureTyped,
     FromMetaTensord,
     LoadImaged,
@@ -56,9 +57,15 @@ class CheckVoxelsd(MapTransform):
 
 
 def loading_transforms(image_key: str = "image") -> list[Transform]:
-    """Load the record's files as channels, refuse non-finite or empty ones, orient RAS: done once per case."""
+    """Load the record's files as channels, refuse non-finite or empty ones, orient RAS: done once per case.
+
+    Channels come first by ``EnsureChannelFirstd`` rather than the loader's option, so that a host that
+    drops ``LoadImaged`` and passes an image array itself (MONAI Deploy's bundle operator, channel-last
+    with ``original_channel_dim`` -1) still gets channel-first data.
+    """
     return [
-        LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True),
+        LoadImaged(keys=image_key, image_only=True),
+        EnsureChannelFirstd(keys=image_key),
         CheckVoxelsd(keys=image_key),
         Orientationd(keys=image_key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
     ]
@@ -87,9 +94,7 @@ def network_input_transforms(
 
 
 def preprocessing_transforms(
-    spatial_size: int | Sequence[int] = (128, 128, 128),
-    image_key: str = "image",
-    keep_meta: bool = False,
+    spatial_size: int | Sequence[int] = (128, 128, 128), image_key: str = "image", keep_meta: bool = False
 ) -> list[Transform]:
     """Load the modalities as channels, orient RAS, crop to the brain, z-score non-zero voxels, resize.
 

@@ -23,10 +23,7 @@ __all__ = ["adapt_input_channels", "differs_only_in_input_channels", "read_state
 _WRAPPER_PREFIX = "module."  # added by torch.nn.DataParallel / DistributedDataParallel when saving
 
 
-def read_state_dict(
-    path: str | os.PathLike,
-    description: str = "pretrained weights",
-) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, description: str = "pretrained weights") -> dict[str, torch.Tensor]:
     """Read a state dict from a local checkpoint without running any pickled code.
 
     Accepts ``{"state_dict": {name: tensor}}`` (other entries next to ``state_dict`` are ignored) or a plain

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sklearn.model_selection import StratifiedKFold
 
-from .components.data import CHANNEL_ORDER, LABEL_NAMES, DatasetError, scan_cases
+from .data import CHANNEL_ORDER, LABEL_NAMES, DatasetError, scan_cases
 
 
 def assign_folds(records: list[dict], num_folds: int = 5, seed: int = 42) -> list[dict]:

@@ -1,0 +1,183 @@
+"""Publish a trained run as the bundle's weights, the way the model zoo distributes them.
+
+From a run folder (or one checkpoint of it) this writes into the bundle:
+
+* ``models/model.pt``: the selected checkpoint's plain state dict (what ``ckpt_export`` and MONAI Label load);
+* ``models/model.operating_point.json``: the temperature and threshold chosen on validation;
+* ``models/model.ts``: TorchScript with ``metadata.json`` and ``inference.json`` embedded (``ckpt_export``),
+  scripted, or traced when ``inference.json`` sets ``torchscript_use_trace``;
+* ``large_files.yml``: each weight file with a URL placeholder, its hash and hash type;
+
+and carries the run's network settings (modalities, input size, layout...) into ``inference.json`` and
+the metadata's ``network_data_format``, so the published files describe the published network. Then it
+packages ``<name>_v<version>.zip`` with the bundle folder inside. Files already in the bundle's
+``models/`` are never overwritten silently: ``overwrite`` moves them into the output folder first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..components.calibration import read_operating_point, write_operating_point
+from ..components.checkpoints import load_weights, select_checkpoint, stored_metrics
+from ..components.preflight import check_checkpoint
+from .bundle_env import bundle_importable
+from .runtime_checks import TRACE_FLAG
+from .static_checks import LARGE_FILES_NAME, file_hash
+
+__all__ = ["ExportError", "export_bundle", "network_keys", "package_bundle"]
+
+PUBLISHED = ("models/model.pt", "models/model.operating_point.json", "models/model.ts", LARGE_FILES_NAME)
+URL_PLACEHOLDER = "https://REPLACE-WITH-YOUR-HOSTING.invalid/{name}_v{version}/{file}"
+HASH_TYPE = "sha256"
+ALWAYS_CARRIED = ("modalities", "spatial_size")
+
+
+class ExportError(ValueError):
+    """The run cannot be published into this bundle; the message names the file and what was expected."""
+
+
+def _selected_checkpoint(run: Path) -> Path:
+    if run.is_file():
+        return run
+    chosen = select_checkpoint([run / "checkpoints" / "best_ema.pt", run / "checkpoints" / "best.pt"])
+    if chosen is None:
+        raise ExportError(f"{run}: no checkpoints/best_ema.pt or checkpoints/best.pt (is it a training run folder?)")
+    return Path(chosen)
+
+
+def _run_settings(checkpoint: Path) -> dict:
+    """The resolved top-level values of the run that wrote ``checkpoint`` (``<run>/config/config.json``)."""
+    config = checkpoint.resolve().parent.parent / "config" / "config.json"
+    if not config.is_file():
+        raise ExportError(f"{config} not found: the run's settings are needed to describe the published network")
+    return json.loads(config.read_text())["resolved"]
+
+
+def _references(value) -> set[str]:
+    """Top-level ids that a config section references with ``@id``."""
+    import re
+
+    text = json.dumps(value)
+    return {m.split("#")[0] for m in re.findall(r"@([A-Za-z_][\w#]*)", text)}
+
+
+def network_keys(inference: dict) -> list[str]:
+    """Keys of ``inference.json`` that shape the network or its input: they must match the trained run."""
+    keys = set(ALWAYS_CARRIED) | _references(inference.get("network_def", {}))
+    return sorted(k for k in keys if k in inference and not str(inference[k]).startswith("$"))
+
+
+def _described_metadata(metadata: dict, settings: dict) -> dict:
+    image = metadata["network_data_format"]["inputs"]["image"]
+    modalities = [str(m) for m in settings["modalities"]]
+    size = settings["spatial_size"]
+    image["num_channels"] = len(modalities)
+    image["spatial_shape"] = [int(size)] * 3 if isinstance(size, int) else [int(s) for s in size]
+    image["channel_def"] = {
+        str(i): {"t1ce": "T1ce", "flair": "FLAIR"}.get(m, m.upper()) for i, m in enumerate(modalities)
+    }
+    return metadata
+
+
+def _move_aside(bundle: Path, output_dir: Path, overwrite: bool) -> None:
+    existing = [name for name in PUBLISHED if (bundle / name).exists()]
+    if not existing:
+        return
+    if not overwrite:
+        raise ExportError(
+            f"{bundle} already holds {existing}; pass overwrite=True to replace them "
+            f"(they are then moved to {output_dir}/replaced_<time>/, not deleted)"
+        )
+    backup = output_dir / f"replaced_{time.strftime('%Y%m%d_%H%M%S')}"
+    for name in existing:
+        target = backup / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(bundle / name), target)
+
+
+def _write_large_files(bundle: Path, name: str, version: str) -> None:
+    lines = ["large_files:"]
+    for file in ("models/model.pt", "models/model.ts"):
+        url = URL_PLACEHOLDER.format(name=name, version=version, file=Path(file).name)
+        digest = file_hash(bundle / file, HASH_TYPE)
+        lines += [f'- path: "{file}"', f'  url: "{url}"', f'  hash_val: "{digest}"', f'  hash_type: "{HASH_TYPE}"']
+    (bundle / LARGE_FILES_NAME).write_text("\n".join(lines) + "\n")
+
+
+def _export_torchscript(bundle: Path, inference: dict, metadata: dict) -> str:
+    from monai.bundle import ckpt_export
+
+    use_trace = bool(inference.get(TRACE_FLAG, False))
+    image = metadata["network_data_format"]["inputs"]["image"]
+    shape = [1, image["num_channels"], *image["spatial_shape"]]
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(bundle / "models" / "model.ts"),
+        ckpt_file=str(bundle / "models" / "model.pt"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+        use_trace=use_trace,
+        input_shape=shape if use_trace else None,
+        converter_kwargs={"check_trace": False} if use_trace else None,
+    )
+    return "traced" if use_trace else "scripted"
+
+
+def package_bundle(bundle: Path, output_dir: Path) -> Path:
+    """``<output_dir>/<name>_v<version>.zip`` holding ``<name>/...`` (caches and run folders left out)."""
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    archive = output_dir / f"{bundle.name}_v{metadata['version']}.zip"
+    if archive.exists():
+        raise ExportError(f"{archive} exists; remove it or choose another output_dir")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(bundle.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                weights = path.suffix in (".pt", ".ts")  # float tensors barely compress: stored, not deflated
+                compression = zipfile.ZIP_STORED if weights else zipfile.ZIP_DEFLATED
+                zipped.write(path, Path(bundle.name) / path.relative_to(bundle), compress_type=compression)
+    return archive
+
+
+def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Path, overwrite: bool = False) -> dict:
+    """Publish ``run`` (a training run folder or checkpoint) into ``bundle_dir`` and zip it; return a summary."""
+    bundle, output = Path(bundle_dir).resolve(), Path(output_dir).resolve()
+    checkpoint = _selected_checkpoint(Path(run).resolve())
+    settings = _run_settings(checkpoint)
+    inference_file, metadata_file = bundle / "configs" / "inference.json", bundle / "configs" / "metadata.json"
+    inference, metadata = json.loads(inference_file.read_text()), json.loads(metadata_file.read_text())
+    carried = {k: settings[k] for k in network_keys(inference) if k in settings}
+    state = load_weights(checkpoint, "checkpoint")
+    state = state.get("model", state)
+    with bundle_importable(bundle):
+        from monai.bundle import ConfigParser
+
+        parser = ConfigParser({**inference, **carried, "bundle_root": str(bundle)})
+        check_checkpoint(checkpoint, parser.get_parsed_content("network_def", lazy=False))
+        _move_aside(bundle, output, overwrite)
+        inference.update(carried)
+        metadata_file.write_text(json.dumps(_described_metadata(metadata, settings), indent=4) + "\n")
+        (bundle / "models").mkdir(exist_ok=True)
+        torch.save(state, bundle / "models" / "model.pt")
+        point = read_operating_point(checkpoint)
+        write_operating_point(bundle / "models" / "model.pt", {**point, "checkpoint": str(checkpoint)})
+        inference["operating_point"] = {k: point[k] for k in ("temperature", "threshold") if k in point}
+        inference_file.write_text(json.dumps(inference, indent=4) + "\n")  # model.ts carries it (no side file)
+        method = _export_torchscript(bundle, inference, metadata)
+    _write_large_files(bundle, bundle.name, metadata["version"])
+    archive = package_bundle(bundle, output)
+    return {
+        "checkpoint": str(checkpoint),
+        "validation": {k: stored_metrics(checkpoint).get(k) for k in ("auc", "epoch", "source")},
+        "carried_settings": carried,
+        "torchscript": method,
+        "archive": str(archive),
+    }
