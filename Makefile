@@ -8,7 +8,13 @@ SYSTEM_PYTHON ?= python3
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 
-.PHONY: setup demo test lint setup-deploy test-deploy
+LABEL_VENV ?= .venv-label
+LABEL_PY := $(LABEL_VENV)/bin/python
+LABEL_CONSTRAINTS := src/brats_grading/label_app/constraints.txt
+# the bundles' runtime packages; the repository package is not installed there (monailabel pins jsonschema 3)
+LABEL_PACKAGES := monailabel==0.8.5 nibabel pytorch-ignite==0.5.5 scikit-learn scipy matplotlib tensorboard einops pytest
+
+.PHONY: setup demo test lint setup-deploy test-deploy setup-label test-label
 
 setup: $(VENV)/.installed
 
@@ -41,3 +47,16 @@ $(DEPLOY_VENV)/.installed: pyproject.toml
 
 test-deploy: setup-deploy
 	$(DEPLOY_PY) -m pytest -m deploy tests/deploy
+
+# MONAI Label app: its own environment (monailabel downgrades numpy and jsonschema); not part of CI.
+setup-label: $(LABEL_VENV)/.installed
+
+$(LABEL_VENV)/.installed: $(LABEL_CONSTRAINTS)
+	$(SYSTEM_PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_PY) -m pip install --quiet --upgrade pip
+	$(LABEL_PY) -m pip install --quiet torch==2.13.0
+	$(LABEL_PY) -m pip install --quiet -c $(LABEL_CONSTRAINTS) $(LABEL_PACKAGES)
+	touch $@
+
+test-label: setup-label
+	$(LABEL_PY) -m pytest -p no:cacheprovider -m label tests/label

@@ -159,37 +159,6 @@ def run_in_bundle(bundle_dir: Path, code: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def export_and_compare(bundle_dir: Path, filepath: Path, overrides: dict, *export_args: str) -> dict:
-    """``monai.bundle ckpt_export`` of ``models/model.pt``, then the largest difference from the eager network.
-
-    Returns ``{"diff": max |exported - eager|, "metadata": the embedded metadata.json}``.
-    """
-    cli = [f"--{k}={v}" for k, v in overrides.items()]
-    subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(filepath),
-         "--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json",
-         "--config_file", "configs/inference.json", *export_args, *cli],
-        cwd=bundle_dir, check=True, capture_output=True,
-    )  # fmt: skip
-    return run_in_bundle(
-        bundle_dir,
-        f"""
-parser = ConfigParser()
-parser.read_config("configs/inference.json")
-parser.update({overrides!r})
-net = parser.get_parsed_content("network_def")
-net.load_state_dict(torch.load("models/model.pt", weights_only=True))
-net.eval()
-extra = {{"metadata.json": "", "inference.json": ""}}
-exported = torch.jit.load({str(filepath)!r}, _extra_files=extra)
-x = torch.randn(2, 4, 32, 32, 32)
-with torch.no_grad():
-    diff = (exported(x) - net(x)).abs().max().item()
-print(json.dumps({{"diff": diff, "metadata": json.loads(extra["metadata.json"])}}))
-""",
-    )
-
-
 #: tiny ResNet training for cross-validation tests: strided layout at 32^3, two epochs, no workers
 TINY_CV = [
     "--layout", "strided", "--spatial_size", "[32,32,32]", "--batch_size", "2", "--num_workers", "0",

@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (
-    export_and_compare,
-    interrupt_training,
-    only_run_dir,
-    read_csv,
-    run_bundle,
-    run_evaluation,
-    run_in_bundle,
-)
+from helpers import interrupt_training, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
 pytestmark = pytest.mark.slow
 BUNDLE = "resnet50_3d_ldam"
@@ -250,12 +242,6 @@ print(json.dumps(names))
     assert names["ce/sgd"] == ["LabelCrossEntropy", "SGD"]
     # LDAM: no early stop before DRW has had a full patience window (drw_start_epoch 15 + patience 7)
     assert names["early_stop_min_epochs"] == 22
-
-
-def test_torchscript_export_embeds_metadata_and_matches_eager(bundle, trained, tmp_path):
-    out = export_and_compare(bundle, tmp_path / "model.ts", {})  # scripted (the default)
-    assert out["diff"] < 1e-5
-    assert out["metadata"]["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "LGG", "1": "HGG"}
 
 
 def test_bfloat16_autocast_training_with_focal_loss_and_sgd(bundle, small_brats, tmp_path):

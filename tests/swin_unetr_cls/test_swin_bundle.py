@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import export_and_compare, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
+from helpers import REPO, copy_bundle, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
 from brats_grading.components.checkpoints import best_checkpoint
+from brats_grading.zoo.export import ExportError, export_bundle
+from brats_grading.zoo.static_checks import file_hash
+from brats_grading.zoo.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 BUNDLE = "swin_unetr_cls"
@@ -111,22 +117,64 @@ print(json.dumps({{"groups": groups, "lrs": lrs, "total": total}}))
     assert result["lrs"][5][0] == pytest.approx(5e-5)
 
 
-def test_traced_export_matches_eager(bundle, trained, tmp_path):
-    trace = ["--use_trace", "True", "--input_shape", "[1,4,32,32,32]"]
-    out = export_and_compare(bundle, tmp_path / "model.ts", {"feature_size": 12}, *trace)
-    assert out["diff"] < 1e-4
-    assert "Swin" in out["metadata"]["name"]
+LOAD_AND_RUN = """
+import json, os, sys
+sys.modules["brats_grading"] = None
+sys.path = [p for p in sys.path if not p.startswith({src!r})]
+import torch
+import monai
+from monai.bundle import create_workflow
+
+before = sorted(os.listdir("."))
+network = monai.bundle.load(name="swin_unetr_cls", bundle_dir={root!r}, source="github", device="cpu")
+after_load = sorted(os.listdir("."))
+scripted = torch.jit.load("models/model.ts")
+x = torch.rand(1, 4, 32, 32, 32)
+with torch.no_grad():
+    difference = (network.eval()(x) - scripted(x)).abs().max().item()
+workflow = create_workflow(config_file="configs/inference.json", workflow_type="infer", logging_file=False,
+                           input={cases!r}, output_dir={output!r}, num_workers=0)
+missing = workflow.check_properties()
+workflow.run()
+workflow.finalize()
+print(json.dumps({{"before": before, "after_load": after_load, "difference": difference, "missing": missing}}))
+"""
 
 
-def test_bundle_properties_resolve(bundle, small_brats):
-    result = run_in_bundle(
-        bundle,
-        f"""
-from monai.bundle import ConfigWorkflow
-wf = ConfigWorkflow(config_file="configs/train.json", workflow_type="train", dataset_dir={str(small_brats)!r},
-                    output_dir={str(bundle / "runs_props")!r}, spatial_size=[32, 32, 32], feature_size=12)
-wf.initialize()
-print(json.dumps({{"missing": wf.check_properties() or []}}))
-""",
-    )
-    assert result["missing"] == []
+def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, small_datalist, tmp_path):
+    """export_bundle.py: weights, TorchScript, large_files.yml, zip; the unzipped bundle runs off the repository."""
+    source = copy_bundle("swin_unetr_cls", tmp_path / "source")
+    summary = export_bundle(source, trained, tmp_path / "dist")
+    assert summary["torchscript"] == "traced"
+    assert summary["carried_settings"]["feature_size"] == 12 and summary["carried_settings"]["spatial_size"] == [32] * 3
+    large = (source / "large_files.yml").read_text()
+    assert f'hash_val: "{file_hash(source / "models" / "model.pt")}"' in large and "REPLACE-WITH" in large
+    checks = {r.name: r for r in verify_bundle(source, only=["files", "torchscript", "file sizes", "formatting"])}
+    assert all(r.passed for r in checks.values()), [r.line() for r in checks.values()]
+    assert "weights shipped" in checks["files"].detail and "shipped models/model.ts" in checks["torchscript"].detail
+    with pytest.raises(ExportError, match="overwrite"):
+        export_bundle(source, trained, tmp_path / "dist2")  # nothing already published is replaced silently
+
+    root = tmp_path / "unzipped"
+    with zipfile.ZipFile(summary["archive"]) as archive:
+        archive.extractall(root)
+    assert sorted(p.name for p in root.iterdir()) == ["swin_unetr_cls"]
+    unzipped = root / "swin_unetr_cls"
+    embedded = {"inference.json": "", "metadata.json": ""}
+    torch.jit.load(str(unzipped / "models" / "model.ts"), _extra_files=embedded)
+    assert json.loads(embedded["metadata.json"])["network_data_format"]["inputs"]["image"]["spatial_shape"] == [32] * 3
+    assert set(json.loads(embedded["inference.json"])["operating_point"]) == {"temperature", "threshold"}
+
+    run_bundle(unzipped, ["inference.json"], "--input", str(small_brats), "--output_dir", str(tmp_path / "preds"),
+               "--num_workers", "0")  # fmt: skip
+    rows = read_csv(tmp_path / "preds" / "predictions.csv")
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
+
+    code = LOAD_AND_RUN.format(src=str(REPO / "src"), root=str(root), cases=str(small_brats),
+                               output=str(tmp_path / "workflow_preds"))  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd=unzipped, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["after_load"] == loaded["before"]  # loading leaves nothing behind
+    assert loaded["difference"] < 1e-5 and loaded["missing"] == []
+    assert len(read_csv(tmp_path / "workflow_preds" / "predictions.csv")) == len(rows)

@@ -8,8 +8,10 @@ From a run folder (or one checkpoint of it) this writes into the bundle:
   scripted, or traced when ``inference.json`` sets ``torchscript_use_trace``;
 * ``large_files.yml``: each weight file with a URL placeholder, its hash and hash type;
 
-and carries the run's network settings (modalities, input size, layout...) into ``inference.json`` and
-the metadata's ``network_data_format``, so the published files describe the published network. Then it
+and carries the run's network settings (modalities, input size, layout...) into ``inference.json``,
+``train.json`` and the metadata's ``network_data_format``, so the published files describe the published
+network (``monai.bundle.load`` builds ``train.json``'s). The operating point is written into
+``inference.json`` too, so the TorchScript file carries it. Then it
 packages ``<name>_v<version>.zip`` with the bundle folder inside. Files already in the bundle's
 ``models/`` are never overwritten silently: ``overwrite`` moves them into the output folder first.
 """
@@ -72,6 +74,17 @@ def network_keys(inference: dict) -> list[str]:
     """Keys of ``inference.json`` that shape the network or its input: they must match the trained run."""
     keys = set(ALWAYS_CARRIED) | _references(inference.get("network_def", {}))
     return sorted(k for k in keys if k in inference and not str(inference[k]).startswith("$"))
+
+
+def _carry_into(config_file: Path, carried: dict) -> None:
+    """Set the run's network settings in another config that defines them (as plain values)."""
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    changed = {k: v for k, v in carried.items() if k in config and not str(config[k]).startswith("$")}
+    if changed:
+        config.update(changed)
+        config_file.write_text(json.dumps(config, indent=4) + "\n")
 
 
 def _described_metadata(metadata: dict, settings: dict) -> dict:
@@ -164,6 +177,7 @@ def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Pat
         check_checkpoint(checkpoint, parser.get_parsed_content("network_def", lazy=False))
         _move_aside(bundle, output, overwrite)
         inference.update(carried)
+        _carry_into(bundle / "configs" / "train.json", carried)  # monai.bundle.load builds train.json's network
         metadata_file.write_text(json.dumps(_described_metadata(metadata, settings), indent=4) + "\n")
         (bundle / "models").mkdir(exist_ok=True)
         torch.save(state, bundle / "models" / "model.pt")

@@ -66,7 +66,10 @@ def write_datalist(datalist: dict, output: str | Path, overwrite: bool = False) 
     output = Path(output)
     text = json.dumps(datalist, indent=2) + "\n"
     if output.exists() and not overwrite and output.read_text() != text:
-        raise FileExistsError(f"{output} exists with different content; pass --overwrite to replace it")
+        raise FileExistsError(
+            f"{output} exists with different content; it is kept. To replace it pass --overwrite "
+            "(scripts/make_datalist.py) or --overwrite_datalist True (a bundle's make_datalist)"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     return output

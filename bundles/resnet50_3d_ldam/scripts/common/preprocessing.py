@@ -24,6 +24,8 @@ from monai.transforms import (
     Transform,
 )
 
+from .validation import DataValidationError
+
 
 def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
     size = (spatial_size,) * 3 if isinstance(spatial_size, int) else tuple(int(s) for s in spatial_size)
@@ -40,8 +42,6 @@ class CheckVoxelsd(MapTransform):
     """
 
     def __call__(self, data: dict) -> dict:
-        from .validation import DataValidationError
-
         for key in self.key_iterator(data):
             image = data[key]
             case = data.get("id", "?")

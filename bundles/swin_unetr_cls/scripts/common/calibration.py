@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit
 
+from .checkpoints import stored_metrics
 from .outputs import write_json
 
 __all__ = [
@@ -97,8 +98,6 @@ def read_operating_point(checkpoint: str | Path) -> dict:
     if side_file.is_file():
         point = json.loads(side_file.read_text())
     else:
-        from .checkpoints import stored_metrics
-
         stored = stored_metrics(checkpoint) if Path(checkpoint).is_file() else {}
         point = {k: stored[k] for k in ("temperature", "threshold", "threshold_rule") if k in stored}
     if "temperature" not in point or "threshold" not in point:
