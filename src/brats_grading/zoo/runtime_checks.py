@@ -84,8 +84,10 @@ def member_stand_ins(bundle: Path, work_dir: Path) -> dict:
         return {}
     parser = ConfigParser(config)
     parser.update({"bundle_root": str(bundle)})
+    with bundle_importable(bundle):  # the config's imports name the bundle's own scripts package
+        specs = parser.get_parsed_content("members", lazy=False, instantiate=False)
     members = []
-    for spec in parser.get_parsed_content("members", lazy=False, instantiate=False):
+    for spec in specs:
         source = Path(spec["bundle"]).resolve()
         copy = work_dir / "members" / source.name
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.ts"))

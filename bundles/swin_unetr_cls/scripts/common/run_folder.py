@@ -16,6 +16,13 @@ from .outputs import unused_path
 __all__ = ["calling_parser", "create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
 
 SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
+
+
+def _is_statement_list(value) -> bool:
+    """A list of expressions only (``run``, ``make_datalist``...): run ids, evaluated only when run."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.startswith("$") for v in value)
+
+
 RUN_SUBDIRS: tuple[str, ...] = ("checkpoints", "metrics", "plots", "predictions", "config", "logs")
 
 
@@ -54,10 +61,12 @@ def calling_parser():
     """monai.bundle gives an expression no handle on its parser; the one evaluating us is on the call stack."""
     from monai.bundle import ConfigParser
 
-    for frame_info in inspect.stack():
-        for value in frame_info.frame.f_locals.values():
+    frame = inspect.currentframe()  # walking frames: inspect.stack() would read every module's source file
+    while frame is not None:
+        for value in frame.f_locals.values():
             if isinstance(value, ConfigParser):
                 return value
+        frame = frame.f_back
     return None
 
 
@@ -76,7 +85,7 @@ def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequen
     raw = parser.get()
     resolved = {}
     for key, value in raw.items():
-        if key in SKIPPED_KEYS or key in skip or isinstance(value, dict):
+        if key in SKIPPED_KEYS or key in skip or isinstance(value, dict) or _is_statement_list(value):
             continue
         if isinstance(value, list) and any(isinstance(v, dict) for v in value):
             continue

@@ -1,0 +1,34 @@
+"""swin_unetr_cls in the model zoo's unit-test style: train, train + evaluate, inference on a tiny dataset."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import copy_bundle
+from zoo_workflow import train_evaluate_infer
+
+from brats_grading.zoo.runtime_checks import tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+TEST_CASE_1 = {  # train: one epoch, small network and input, no workers, no publishing
+    "epochs": 1,
+    "spatial_size": [32, 32, 32],
+    "feature_size": 12,
+    "batch_size": 2,
+    "num_workers": 0,
+    "cache": "none",
+}
+TEST_CASE_2 = {"spatial_size": [32, 32, 32], "feature_size": 12, "num_workers": 0, "cache": "none",
+               "use_latest_run": True}  # fmt: skip
+TEST_CASE_3 = {"spatial_size": [32, 32, 32], "feature_size": 12, "num_workers": 0}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    work = tmp_path_factory.mktemp("zoo_swin")
+    return copy_bundle("swin_unetr_cls", work), tiny_dataset(work / "data"), work / "runs"
+
+
+def test_train_then_evaluate_then_infer(setup):
+    rows = train_evaluate_infer(*setup, TEST_CASE_1, TEST_CASE_2, TEST_CASE_3)
+    assert len(rows) == 4 and all(0.0 <= float(r["prob_hgg"]) <= 1.0 for r in rows)
