@@ -45,3 +45,13 @@ def tiny_cv(tmp_path_factory, small_brats) -> Path:
         "run", str(bundle), "--dataset_dir", str(small_brats), "--output_dir", str(cv_dir), "--folds", "2", *TINY_CV
     )
     return cv_dir
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``): keep each module on one worker, so its
+    module-scoped runs are made once, and the modules sharing the cross-validation run together."""
+    modules = {item.nodeid.split("::")[0] for item in items}
+    sharing_cv = {m for m in modules if any(i.nodeid.startswith(m) and "tiny_cv" in i.fixturenames for i in items)}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("tiny_cv" if module in sharing_cv else module))

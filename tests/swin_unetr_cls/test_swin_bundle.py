@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, copy_bundle, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
+from helpers import REPO, copy_bundle, only_run_dir, read_csv, run_bundle, run_in_bundle
 
-from brats_grading.components.checkpoints import best_checkpoint
 from brats_grading.zoo.export import ExportError, export_bundle
 from brats_grading.zoo.static_checks import file_hash
 from brats_grading.zoo.verify import verify_bundle
@@ -37,7 +36,7 @@ def bundle_before_training(bundle) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def trained(bundle, bundle_before_training, small_brats) -> Path:
     """Training with the default output folder and without publishing, as a downloaded bundle runs it."""
-    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), *SMALL, "--epochs", "2")
+    run_bundle(bundle, ["train.json"], "--dataset_dir", str(small_brats), *SMALL, "--epochs", "1")
     return only_run_dir(bundle.parent / f"{bundle.name}_runs")
 
 
@@ -50,26 +49,10 @@ def test_train_writes_checkpoints_and_metrics(trained):
     for name in ("checkpoints/best.pt", "checkpoints/best_ema.pt", "checkpoints/last.pt", "metrics/metrics.json"):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics" / "metrics.json").read_text())
-    assert [e for e, _ in metrics["history"]["train_loss"]] == [1, 2]
+    assert [e for e, _ in metrics["history"]["train_loss"]] == [1]
     assert metrics["final"]["source"] in ("val", "val_ema") and metrics["final"]["auc"] is not None
     weights = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)["model"]
     assert all(k.startswith(("swinViT.", "head.")) for k in weights)
-
-
-def test_evaluate_and_infer(bundle, small_brats, trained, small_datalist, tmp_path):
-    evaluation = run_evaluation(bundle, small_brats, trained.parent.parent, *SMALL)
-    final = json.loads((evaluation / "metrics" / "metrics.json").read_text())["final"]
-    scores = {
-        n: torch.load(trained / "checkpoints" / n, weights_only=True)["metrics"] for n in ("best_ema.pt", "best.pt")
-    }
-    stored = max(scores.values(), key=lambda m: m["selection_score"])
-    assert final["auc"] == pytest.approx(stored["auc"], abs=1e-6)
-    checkpoint = best_checkpoint(trained.parent.parent, 0)
-    run_bundle(bundle, ["inference.json"], "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path), *SMALL,
-               "--checkpoint", checkpoint)  # fmt: skip
-    rows = read_csv(tmp_path / "predictions.csv")
-    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
-    assert all(0.0 <= float(r["prob_hgg"]) <= 1.0 for r in rows)
 
 
 def test_weighted_sampler_balances_a_2_8_to_1_training_set(bundle, small_brats):
