@@ -30,7 +30,7 @@ demo: setup
 	$(PY) scripts/run_demo.py
 
 # Two workers for two cores, one torch thread each: serially the tests spend a third of their time in
-# single-threaded start-up and I/O (15.8 min serial, 12.2 min so, measured on the CI machine's twin).
+# single-threaded start-up and I/O (measured here: 15.8 min serially, 12.2 min on two workers).
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
 

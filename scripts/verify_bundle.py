@@ -9,6 +9,8 @@ changelog, pins installable on Python 3.10, metadata schema, workflow properties
 train+evaluate, inference), network in/out, TorchScript export (scripted, or traced when
 inference.json sets torchscript_use_trace), formatting (black 120, isort, flake8, check-docstring-first,
 pretty JSON), absolute paths in configs, file sizes (25 MB). Exits 1 when any check fails.
+Needs the repository installed with its dev extra (the formatters, and nilearn for the synthetic
+cases the property check runs on).
 """
 
 from __future__ import annotations

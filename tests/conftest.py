@@ -50,6 +50,8 @@ def tiny_cv(tmp_path_factory, small_brats) -> Path:
 def pytest_collection_modifyitems(config, items) -> None:
     """Under ``pytest -n 2 --dist loadgroup`` (``make test``): keep each module on one worker, so its
     module-scoped runs are made once, and the modules sharing the cross-validation run together."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # environments without pytest-xdist (MONAI Label's) run the tests in one process
     modules = {item.nodeid.split("::")[0] for item in items}
     sharing_cv = {m for m in modules if any(i.nodeid.startswith(m) and "tiny_cv" in i.fixturenames for i in items)}
     for item in items:

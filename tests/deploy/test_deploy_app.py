@@ -86,4 +86,4 @@ def test_a_case_missing_a_modality_fails_naming_it(exported, small_brats, tmp_pa
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode != 0 or not (tmp_path / "out" / "result.json").exists()
-    assert "*_flair.nii.gz" in result.stdout + result.stderr
+    assert "missing modality 'flair'" in result.stdout + result.stderr

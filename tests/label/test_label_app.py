@@ -19,6 +19,8 @@ from helpers import REPO, copy_bundle
 pytestmark = pytest.mark.label
 
 APP = REPO / "src" / "brats_grading" / "label_app" / "main.py"
+sys.path.insert(0, str(REPO / "src"))  # the repository is not installed in the MONAI Label environment
+from brats_grading.zoo.bundle_env import bundle_importable  # noqa: E402  (standard library only)
 
 
 def _app_module():
@@ -33,8 +35,7 @@ def _bundle_with_random_weights(tmp_path: Path) -> Path:
     config = json.loads((bundle / "configs" / "inference.json").read_text())
     config["spatial_size"] = [32, 32, 32]
     (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4) + "\n")
-    sys.path.insert(0, str(bundle))
-    try:
+    with bundle_importable(bundle):
         from monai.bundle import ConfigParser
 
         parser = ConfigParser(config)
@@ -42,11 +43,7 @@ def _bundle_with_random_weights(tmp_path: Path) -> Path:
         network = parser.get_parsed_content("network_def", lazy=False)
         (bundle / "models").mkdir(exist_ok=True)
         torch.save(network.state_dict(), bundle / "models" / "model.pt")
-        return bundle
-    finally:
-        sys.path.remove(str(bundle))
-        for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-            del sys.modules[name]
+    return bundle
 
 
 def _stacked_case(path: Path) -> Path:
@@ -59,8 +56,7 @@ def _stacked_case(path: Path) -> Path:
 
 def _bundle_probabilities(bundle: Path, case: Path) -> np.ndarray:
     """The bundle's own inference.json pipeline: preprocessing, network, postprocessing."""
-    sys.path.insert(0, str(bundle))
-    try:
+    with bundle_importable(bundle):
         from monai.bundle import ConfigParser
 
         parser = ConfigParser()
@@ -72,10 +68,6 @@ def _bundle_probabilities(bundle: Path, case: Path) -> np.ndarray:
         with torch.no_grad():
             data["pred"] = network(data["image"][None].float())[0]
         return np.asarray(parser.get_parsed_content("postprocessing")(data)["pred"])
-    finally:
-        sys.path.remove(str(bundle))
-        for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-            del sys.modules[name]
 
 
 def test_the_label_task_returns_the_bundles_class_probabilities(tmp_path):

@@ -14,18 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..components.data import find_modality_file
+from ..components.validation import check_case_headers
+
 __all__ = ["grade_result", "read_case", "write_result"]
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-
-def _modality_file(folder: Path, modality: str) -> Path:
-    matches = sorted(p for s in NIFTI_SUFFIXES for p in folder.glob(f"*_{modality}{s}"))
-    if len(matches) != 1:
-        raise FileNotFoundError(
-            f"{folder}: expected one *_{modality}.nii.gz (BraTS naming), found {[p.name for p in matches]}"
-        )
-    return matches[0]
 
 
 def read_case(path: str | Path, modalities: Sequence[str]) -> np.ndarray:
@@ -37,11 +29,9 @@ def read_case(path: str | Path, modalities: Sequence[str]) -> np.ndarray:
     import nibabel as nib
 
     path = Path(path)
-    if path.is_dir():
-        images = [nib.as_closest_canonical(nib.load(_modality_file(path, m))) for m in modalities]
-        grids = {(img.shape, tuple(np.round(img.affine, 4).ravel())) for img in images}
-        if len(grids) != 1:
-            raise ValueError(f"{path}: the modalities {list(modalities)} are not on one voxel grid")
+    if path.is_dir():  # the bundles' own rules: <id>_<modality>.nii[.gz], id = folder name, one voxel grid
+        files = [find_modality_file(path, path.name, m) for m in modalities]
+        images = [nib.as_closest_canonical(image) for image in check_case_headers(path.name, files)]
         return np.stack([np.asarray(img.dataobj, dtype=np.float32) for img in images], axis=-1)
     image = nib.as_closest_canonical(nib.load(path))
     if image.ndim != 4 or image.shape[-1] != len(modalities):

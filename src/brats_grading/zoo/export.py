@@ -19,6 +19,7 @@ packages ``<name>_v<version>.zip`` with the bundle folder inside. Files already 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import zipfile
@@ -64,8 +65,6 @@ def _run_settings(checkpoint: Path) -> dict:
 
 def _references(value) -> set[str]:
     """Top-level ids that a config section references with ``@id``."""
-    import re
-
     text = json.dumps(value)
     return {m.split("#")[0] for m in re.findall(r"@([A-Za-z_][\w#]*)", text)}
 
