@@ -20,7 +20,7 @@ pytestmark = pytest.mark.label
 
 APP = REPO / "src" / "brats_grading" / "label_app" / "main.py"
 sys.path.insert(0, str(REPO / "src"))  # the repository is not installed in the MONAI Label environment
-from brats_grading.zoo.bundle_env import bundle_importable  # noqa: E402  (standard library only)
+from brats_grading.components.bundle_env import bundle_importable  # noqa: E402  (standard library only)
 
 
 def _app_module():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from brats_grading.zoo.bundle_env import bundle_importable
+from brats_grading.components.bundle_env import bundle_importable
 
 
 def check_workflow(bundle: Path, config_files: list[str], workflow_type: str, override: dict):

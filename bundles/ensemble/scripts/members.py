@@ -12,22 +12,21 @@ is imported only while its network is built and is then taken out of ``sys.modul
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
 
+from .common.bundle_env import bundle_importable
 from .common.calibration import read_operating_point
 from .common.checkpoints import load_weights
 from .common.preflight import check_checkpoint
 from .common.validation import one_line
 
-__all__ = ["Member", "bundle_scripts", "load_member", "load_members", "member_spec", "member_specs_from_cv"]
+__all__ = ["Member", "load_member", "load_members", "member_spec", "member_specs_from_cv"]
 
 MEMBER_KEYS = ("name", "bundle", "checkpoints", "torchscript", "overrides", "cv_dir", "oof_predictions")
 
@@ -49,23 +48,6 @@ class Member:
     def threshold(self) -> float:
         """The member's decision threshold on its averaged P(HGG): the mean of its models' thresholds."""
         return float(sum(self.thresholds) / len(self.thresholds))
-
-
-@contextlib.contextmanager
-def bundle_scripts(bundle_dir: str | Path) -> Iterator[None]:
-    """Make ``bundle_dir``'s own ``scripts`` package importable as ``scripts`` for the duration of the block."""
-    folder = str(Path(bundle_dir).resolve())
-    saved = {k: v for k, v in sys.modules.items() if k == "scripts" or k.startswith("scripts.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        sys.path.remove(folder)
-        for name in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def member_specs_from_cv(cv_dir: str | Path, name: str | None = None, bundle: str | None = None) -> dict:
@@ -154,7 +136,7 @@ def _bundle_member(spec: dict) -> Member:
     overrides = {**dict(spec.get("overrides") or {}), "bundle_root": str(bundle_dir)}
     modalities, size = _input_of(config, overrides, str(config_file))
     models = []
-    with bundle_scripts(bundle_dir):
+    with bundle_importable(bundle_dir):
         for checkpoint in checkpoints:
             parser = ConfigParser(dict(config))
             parser.update(overrides)

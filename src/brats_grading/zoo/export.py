@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
+from ..components.bundle_env import bundle_importable
 from ..components.calibration import read_operating_point, write_operating_point
 from ..components.checkpoints import load_weights, select_checkpoint, stored_metrics
 from ..components.preflight import check_checkpoint
-from .bundle_env import bundle_importable
-from .runtime_checks import TRACE_FLAG
+from .runtime_checks import export_torchscript
 from .static_checks import LARGE_FILES_NAME, file_hash
 
 __all__ = ["ExportError", "export_bundle", "network_keys", "package_bundle"]
@@ -123,26 +123,6 @@ def _write_large_files(bundle: Path, name: str, version: str) -> None:
     (bundle / LARGE_FILES_NAME).write_text("\n".join(lines) + "\n")
 
 
-def _export_torchscript(bundle: Path, inference: dict, metadata: dict) -> str:
-    from monai.bundle import ckpt_export
-
-    use_trace = bool(inference.get(TRACE_FLAG, False))
-    image = metadata["network_data_format"]["inputs"]["image"]
-    shape = [1, image["num_channels"], *image["spatial_shape"]]
-    ckpt_export(
-        net_id="network_def",
-        filepath=str(bundle / "models" / "model.ts"),
-        ckpt_file=str(bundle / "models" / "model.pt"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        config_file=str(bundle / "configs" / "inference.json"),
-        bundle_root=str(bundle),
-        use_trace=use_trace,
-        input_shape=shape if use_trace else None,
-        converter_kwargs={"check_trace": False} if use_trace else None,
-    )
-    return "traced" if use_trace else "scripted"
-
-
 def package_bundle(bundle: Path, output_dir: Path) -> Path:
     """``<output_dir>/<name>_v<version>.zip`` holding ``<name>/...`` (caches and run folders left out)."""
     metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
@@ -184,7 +164,8 @@ def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Pat
         write_operating_point(bundle / "models" / "model.pt", {**point, "checkpoint": str(checkpoint)})
         inference["operating_point"] = {k: point[k] for k in ("temperature", "threshold") if k in point}
         inference_file.write_text(json.dumps(inference, indent=4) + "\n")  # model.ts carries it (no side file)
-        method = _export_torchscript(bundle, inference, metadata)
+        models = bundle / "models"
+        method = "traced" if export_torchscript(bundle, models / "model.ts", models / "model.pt") else "scripted"
     _write_large_files(bundle, bundle.name, metadata["version"])
     archive = package_bundle(bundle, output)
     return {

@@ -16,11 +16,19 @@ from pathlib import Path
 
 import torch
 
+from ..components.bundle_env import bundle_importable
 from ..components.validation import one_line
-from .bundle_env import bundle_importable
 from .results import CheckResult
 
-__all__ = ["TRACE_FLAG", "WORKFLOWS", "check_net_in_out", "check_properties", "check_torchscript", "tiny_dataset"]
+__all__ = [
+    "TRACE_FLAG",
+    "WORKFLOWS",
+    "check_net_in_out",
+    "check_properties",
+    "check_torchscript",
+    "export_torchscript",
+    "tiny_dataset",
+]
 
 TRACE_FLAG = "torchscript_use_trace"  # inference.json: true when the network must be traced, not scripted
 EXCLUSIONS_KEY = "zoo_checks_not_applicable"  # inference.json: {check or workflow name: reason}
@@ -177,9 +185,39 @@ def check_net_in_out(bundle: Path, overrides: dict | None = None) -> CheckResult
     )
 
 
-def _input_shape(parser) -> list[int]:
-    image = parser.get("_meta_#network_data_format#inputs#image")
+def _input_shape(bundle: Path) -> list[int]:
+    """Batch 1 at the metadata's input: channels and spatial shape."""
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    image = metadata["network_data_format"]["inputs"]["image"]
     return [1, int(image["num_channels"]), *(int(s) for s in image["spatial_shape"])]
+
+
+def export_torchscript(bundle: Path, filepath: Path, ckpt_file: Path, overrides: dict | None = None) -> bool:
+    """``monai.bundle.ckpt_export`` of ``network_def``, traced at the metadata's shape when the bundle's
+    ``inference.json`` sets ``torchscript_use_trace``, scripted otherwise; returns whether it traced.
+
+    torch.jit.trace's own re-run check is off: callers compare the export with eager on another input.
+    """
+    from monai.bundle import ckpt_export
+
+    overrides = dict(overrides or {})
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    use_trace = bool(overrides.get(TRACE_FLAG, config.get(TRACE_FLAG, False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ckpt_export(
+            net_id="network_def",
+            filepath=str(filepath),
+            ckpt_file=str(ckpt_file),
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            config_file=str(bundle / "configs" / "inference.json"),
+            use_trace=use_trace,
+            input_shape=_input_shape(bundle) if use_trace else None,
+            converter_kwargs={"check_trace": False} if use_trace else None,
+            bundle_root=str(bundle),
+            **overrides,
+        )
+    return use_trace
 
 
 def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResult:
@@ -188,8 +226,6 @@ def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResul
     Shipped weights are used when present, else a fixed random initialisation. The exported module must
     match the eager network within 1e-5 on an input other than the one used for tracing.
     """
-    from monai.bundle import ckpt_export
-
     overrides = dict(overrides or {})
     with bundle_importable(bundle), tempfile.TemporaryDirectory() as tmp:
         parser = _inference_parser(bundle, overrides)
@@ -204,25 +240,11 @@ def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResul
             checkpoint = Path(tmp) / "model.pt"
             torch.save(network.state_dict(), checkpoint)
             exported = Path(tmp) / "model.ts"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ckpt_export(
-                    net_id="network_def",
-                    filepath=str(exported),
-                    ckpt_file=str(checkpoint),
-                    meta_file=str(bundle / "configs" / "metadata.json"),
-                    config_file=str(bundle / "configs" / "inference.json"),
-                    use_trace=use_trace,
-                    input_shape=_input_shape(parser) if use_trace else None,
-                    # torch.jit.trace's own re-run check is replaced by the comparison below, on another input
-                    converter_kwargs={"check_trace": False} if use_trace else None,
-                    bundle_root=str(bundle),
-                    **overrides,
-                )
+            export_torchscript(bundle, exported, checkpoint, overrides)
             extra = {"metadata.json": "", "inference.json": ""}
             reloaded = torch.jit.load(str(exported), map_location="cpu", _extra_files=extra)
             torch.manual_seed(1)
-            x = torch.rand(*_input_shape(parser))
+            x = torch.rand(*_input_shape(bundle))
             with torch.no_grad():
                 expected = network(x)
                 difference = (reloaded(x) - expected).abs().max().item()

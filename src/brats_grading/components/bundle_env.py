@@ -1,7 +1,8 @@
 """Import a bundle's own ``scripts`` package, as ``monai.bundle run`` does from inside the bundle folder.
 
-Every bundle names its component package ``scripts``; checking several bundles in one process must not
-let one bundle's ``scripts`` answer for another's, so the modules are dropped again on exit.
+Every bundle names its component package ``scripts``; using several bundles in one process (an ensemble's
+members, the model-zoo checks) must not let one bundle's ``scripts`` answer for another's, so the modules
+are dropped again on exit, and the caller's own ``scripts`` modules are put back.
 """
 
 from __future__ import annotations
