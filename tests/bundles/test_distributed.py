@@ -21,7 +21,7 @@ def test_two_process_training_saves_once_and_agrees(bundle_name, extra, small_br
     bundle = copy_bundle(bundle_name, tmp_path)
     output = tmp_path / "runs"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "monai.bundle", "run",
         "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
         "--logging_file", "configs/logging.conf",

@@ -225,7 +225,7 @@ def test_multi_gpu_fit_under_torchrun_fits_once(tiny_cv, small_brats, tmp_path):
         "['configs/inference.json','configs/train.json','configs/multi_gpu_train.json','configs/members_test.json']"
     )
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "monai.bundle", "run", "--config_file", configs, "--logging_file", "configs/logging.conf",
         "--dataset_dir", str(small_brats), "--output_dir", str(tmp_path / "runs"),
         "--stacking_file", str(tmp_path / "stacking.json"),
