@@ -32,7 +32,7 @@ demo: setup
 # Two workers for two cores, one torch thread each: serially the tests spend a third of their time in
 # single-threaded start-up and I/O (measured here: 15.8 min serially, 12.2 min on two workers).
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
