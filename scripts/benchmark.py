@@ -6,6 +6,7 @@ median (min-max), with the load average during the run, so a noisy machine shows
 
     python scripts/benchmark.py --quick          # about a minute: checks the machinery, small sizes
     python scripts/benchmark.py                  # the full run recorded in docs/performance.md
+    python scripts/benchmark.py --device cuda    # the same on a GPU (float16 + GradScaler as lower precision)
 
 Writes <output_dir>/benchmark.md (tables ready for docs/performance.md) and benchmark.json.
 """
@@ -26,25 +27,32 @@ from brats_grading.benchmark.runner import LoadMonitor
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(quick: bool = False, output_dir: str = str(REPO / "runs" / "benchmark")) -> None:
-    """Run every section (``--quick``: small sizes, one repeat) and write benchmark.md / benchmark.json."""
+def main(quick: bool = False, output_dir: str = str(REPO / "runs" / "benchmark"), device: str = "cpu") -> None:
+    """Run every section (``--quick``: small sizes, one repeat) and write benchmark.md / benchmark.json.
+
+    ``device``: ``cpu`` or a GPU (``cuda``, ``cuda:1``); on a GPU the lower precision is float16 and the
+    allocator comparison, which concerns CPU compute, is left out. Preprocessing is timed on one CPU core
+    either way.
+    """
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     import monai  # noqa: F401 - imported once here, so every forked measurement starts warm
 
     settings = sections.QUICK if quick else sections.FULL
     work = Path(output_dir).resolve() / ("work_quick" if quick else "work")
     start = time.time()
     with LoadMonitor() as load:
-        overhead_rows, waits = sections.overhead(settings, work)
-        compute_rows = sections.compute(settings)
+        overhead_rows, waits = sections.overhead(settings, work, device)
+        compute_rows = sections.compute(settings, device)
         data = sections.data_pipeline(settings, work, waits)
-        inference_rows = sections.inference(settings)
-        by_size, allocator_rows = sections.memory(settings, work)
+        inference_rows = sections.inference(settings, device)
+        by_size, allocator_rows = sections.memory(settings, work, device)
     result = {
         "command": shlex.join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full",
         "seconds": time.time() - start,
-        "machine": sections.machine(),
+        "machine": sections.machine(device),  # last: naming a GPU initialises CUDA, which forked children cannot share
         "load_average": load.summary(),
         "overhead": overhead_rows,
         "compute": compute_rows,

@@ -47,6 +47,7 @@ def tiny_cv(tmp_path_factory, small_brats) -> Path:
     return cv_dir
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Under ``pytest -n 2 --dist loadgroup`` (``make test``): keep each module on one worker, so its
     module-scoped runs are made once, and the modules sharing the cross-validation run together."""

@@ -30,7 +30,8 @@ MODEL_SPECIFIC = {
     "train#handlers#scripts.reweighting.DeferredReweightingHandler",
     "train#handlers#scripts.common.handlers.MinEpochsEarlyStopHandler#reweighting_start_epoch",
     "checkpoint_contents#early_stopper",
-    "channels_last",  # 0.71-0.92x the ResNet's float32 step on CPU, no effect on the Swin  # its position in the handler list (the ResNet has one handler more)
+    "channels_last",  # 0.71-0.92x the ResNet's float32 step on CPU, no effect on the Swin
+    "autocast_dtype",  # CPU bfloat16: 0.36-0.58x the ResNet's float32 step, 1.0-1.3x the Swin's (docs/performance.md)
 }
 MODEL_PREFIXES = ("network_def",)
 RESNET_ONLY = {"layout", "dropout", "normed_head", "max_m", "logit_scale", "drw_start_epoch", "drw_rule", "drw_beta"}

@@ -21,7 +21,7 @@ from brats_grading.components.metrics import classification_metrics
 from brats_grading.components.outputs import write_json
 
 
-def _trainer(loss_function, handlers, epochs: int = 2) -> SupervisedTrainer:
+def _trainer(loss_function, handlers, epochs: int = 2, decollate: bool = False) -> SupervisedTrainer:
     generator = torch.Generator().manual_seed(0)
     data = [{"image": torch.randn(2, 3, generator=generator), "label": torch.tensor([0, 1])} for _ in range(3)]
     model = torch.nn.Linear(3, 2)
@@ -33,11 +33,12 @@ def _trainer(loss_function, handlers, epochs: int = 2) -> SupervisedTrainer:
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         loss_function=loss_function,
         train_handlers=handlers,
-        decollate=False,
+        decollate=decollate,
     )
 
 
-def test_a_nan_loss_stops_training_naming_epoch_iteration_and_last_checkpoint(tmp_path):
+@pytest.mark.parametrize("decollate", [False, True], ids=["batch output", "per-case output (MONAI's default)"])
+def test_a_nan_loss_stops_training_naming_epoch_iteration_and_last_checkpoint(decollate, tmp_path):
     last = tmp_path / "last.pt"
     last.write_bytes(b"saved")
     calls = {"n": 0}
@@ -47,7 +48,7 @@ def test_a_nan_loss_stops_training_naming_epoch_iteration_and_last_checkpoint(tm
         value = torch.nn.functional.cross_entropy(pred, label)
         return value * float("nan") if calls["n"] == 5 else value  # epoch 2, iteration 2
 
-    trainer = _trainer(loss, [NonFiniteLossHandler(str(last))])
+    trainer = _trainer(loss, [NonFiniteLossHandler(str(last))], decollate=decollate)
     with pytest.raises(NonFiniteLossError) as info:
         trainer.run()
     message = str(info.value)

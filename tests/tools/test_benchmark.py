@@ -51,8 +51,12 @@ def test_overhead_compares_bundle_and_bare_for_training_and_validation(quick):
     for row in rows:
         _timing(row["bundle_s_per_iteration"])
         _timing(row["bare_s_per_iteration"])
+        _timing(row["bare_in_memory_s_per_iteration"])
         assert row["throughput_ratio"] == pytest.approx(
             row["bare_s_per_iteration"]["median"] / row["bundle_s_per_iteration"]["median"]
+        )
+        assert row["data_pipeline_ratio"] == pytest.approx(
+            row["bare_in_memory_s_per_iteration"]["median"] / row["bare_s_per_iteration"]["median"]
         )
 
 

@@ -48,9 +48,10 @@ class EnsembleOutputSaver:
         self.combiner = combiner
         self.output_file = Path(output_file)
         self.report_dir = Path(report_dir) if report_dir else None
+        # tensors until inference completes: reading them per iteration would sync the host with the device
         self.ids: list[str] = []
-        self.probs: list[np.ndarray] = []
-        self.labels: list[int] = []
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
         self.failures = CaseFailures(strict)
 
     def attach(self, engine: Engine) -> None:
@@ -60,18 +61,18 @@ class EnsembleOutputSaver:
     def _collect(self, engine: Engine) -> None:
         output = engine.state.output
         good = self.failures.good_cases(engine)
-        labels = output["label"].reshape(-1).tolist() if torch.is_tensor(output.get("label")) else None
+        labels = output["label"].reshape(-1) if torch.is_tensor(output.get("label")) else None
         for i, (case_id, keep) in enumerate(zip(batch_ids(engine), good, strict=True)):
             if keep:
                 self.ids.append(case_id)
-                self.probs.append(output["pred"][i].detach().float().cpu().numpy())
+                self.probs.append(output["pred"][i].detach().float())
                 if labels is not None:
-                    self.labels.append(int(labels[i]))
+                    self.labels.append(labels[i].long())
 
     def __call__(self, _engine: Engine) -> None:
-        probs = np.stack(self.probs) if self.probs else np.zeros((0, len(self.names)))
+        probs = torch.stack(self.probs).cpu().numpy() if self.probs else np.zeros((0, len(self.names)))
         scores, grades = self.combiner(probs, self.thresholds)
-        labels = self.labels if len(self.labels) == len(self.ids) else None
+        labels = [int(label) for label in self.labels] if len(self.labels) == len(self.ids) else None
         path = write_ensemble_predictions(self.output_file, self.ids, scores, grades, self.names, probs, labels)
         logger.info(f"wrote {len(self.ids)} ensemble predictions ({self.combiner.method}) to {path}")
         if self.report_dir is None:

@@ -21,9 +21,24 @@ BUNDLES = REPO / "bundles"
 MARK = "RESULT "
 
 
+#: the lower precision each device computes natively: bfloat16 on AVX-512 / AMX CPUs, float16 on GPUs
+LOW_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def peak_rss_mib() -> float:
     with open("/proc/self/status") as handle:
         return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM")) / 1024
+
+
+def peak_device_mib(device: torch.device) -> float | None:
+    """Peak memory allocated on a GPU (None on the CPU, where the peak RSS says it)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer measures it (CPU work is synchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bundle_scripts(bundle: str):
@@ -54,37 +69,45 @@ def build_model(model: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     return network, torch.nn.CrossEntropyLoss()
 
 
-def _autocast(precision: str):
-    dtype = {"float32": None, "bfloat16": torch.bfloat16}[precision]
-    return torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+def _autocast(precision: str, device: torch.device):
+    dtype = {"float32": None, **LOW_PRECISION}[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)
 
 
 def train_step(model: str, size: int, batch: int, precision: str, channels_last: bool, steps: int, warmup: int,
-               count_flops: bool = False) -> dict:  # fmt: skip
+               count_flops: bool = False, device: str = "cpu") -> dict:  # fmt: skip
     """Time training steps (forward under autocast, float32 loss, backward, clip, Adam) on random tensors.
 
-    ``count_flops`` runs one step under ``torch.utils.flop_counter`` instead of timing (FLOPs do not depend
-    on precision or memory layout, so one count serves every configuration of a model and size).
+    float16 steps use a ``GradScaler``, as the bundles' CUDA AMP does. ``count_flops`` runs one step under
+    ``torch.utils.flop_counter`` instead of timing (FLOPs do not depend on precision or memory layout, so one
+    count serves every configuration of a model and size).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
+    device = torch.device(device)
     network, loss_fn = build_model(model)
-    x = torch.randn(batch, 4, size, size, size)
-    y = torch.tensor([i % 2 for i in range(batch)])
+    bundle = "resnet50_3d_ldam" if model.startswith("resnet_") else "swin_unetr_cls"
+    precision_module = importlib.import_module(f"{bundle}_scripts.common.precision")
+    network = precision_module.guard_tiny_map_convolutions(network.to(device))  # as the bundles train it
+    x = torch.randn(batch, 4, size, size, size).to(device)
+    y = torch.tensor([i % 2 for i in range(batch)]).to(device)
     if channels_last:
         network = network.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(precision):
+        with _autocast(precision, device):
             logits = network(x)
         loss = loss_fn(logits.float(), y)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(network.parameters(), 0.5)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     if count_flops:
         with FlopCounterMode(display=False) as counter:
@@ -92,22 +115,27 @@ def train_step(model: str, size: int, batch: int, precision: str, channels_last:
         return {"flops": counter.get_total_flops()}
     times = []
     for i in range(warmup + steps):
+        synchronize(device)
         start = time.perf_counter()
         step()
+        synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return {"times": times, "peak_rss_mib": peak_rss_mib()}
+    return {"times": times, "peak_rss_mib": peak_rss_mib(), "peak_device_mib": peak_device_mib(device)}
 
 
-def matmul_peak(precision: str, n: int = 2048, repeats: int = 6) -> dict:
+def matmul_peak(precision: str, n: int = 2048, repeats: int = 6, device: str = "cpu") -> dict:
     """FLOP/s of a large square matmul: the machine's reachable peak in that precision."""
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    device = torch.device(device)
+    dtype = {"float32": torch.float32, **LOW_PRECISION}[precision]
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return {"times": times, "flops": 2 * n**3}
 
@@ -123,8 +151,11 @@ def _bundle_workflow(bundle: str, configs: list[str], overrides: dict):
     return workflow
 
 
-def _timed(engine, first_epoch: int) -> dict:
-    """Per epoch >= ``first_epoch``: loop seconds (first batch wait to last iteration) and data-wait seconds."""
+def _timed(engine, first_epoch: int, device: torch.device) -> dict:
+    """Per epoch >= ``first_epoch``: loop seconds (first batch wait to last iteration) and data-wait seconds.
+
+    On a GPU the last iteration of an epoch waits for the device, so the loop time holds all its work.
+    """
     from ignite.engine import Events
 
     record = {"loop": [], "wait": [], "iterations": []}
@@ -146,6 +177,8 @@ def _timed(engine, first_epoch: int) -> dict:
             record["iterations"].append(e.state.epoch_length)
 
     def iteration_done(e):
+        if e.state.iteration % e.state.epoch_length == 0:
+            synchronize(device)
         marks["end"] = time.perf_counter()
 
     engine.add_event_handler(Events.EPOCH_STARTED, started)
@@ -161,44 +194,56 @@ def bundle_run(bundle: str, overrides: dict) -> dict:
     workflow = _bundle_workflow(bundle, ["train.json"], overrides)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-    train = _timed(trainer, first_epoch=2)
-    validate = _timed(evaluator, first_epoch=2)
+    device = torch.device(workflow.parser.get_parsed_content("device"))
+    train = _timed(trainer, first_epoch=2, device=device)
+    validate = _timed(evaluator, first_epoch=2, device=device)
     workflow.run()
     return {"train": train, "validate": validate, "peak_rss_mib": peak_rss_mib()}
 
 
-def bare_run(bundle: str, overrides: dict, epochs: int) -> dict:
-    """The same work by hand: the bundle's network, loss, optimiser, autocast, accumulation and clipping on the
-    same preprocessed batches held in memory, without Ignite, handlers or data loading."""
+def bare_run(bundle: str, overrides: dict, epochs: int, in_memory: bool = False) -> dict:
+    """The same work by hand: the bundle's network, loss, optimiser, autocast, accumulation and clipping, without
+    Ignite or handlers. The batches come from the bundle's own data loaders (same cache, augmentation and
+    workers), or, with ``in_memory``, are drawn once and replayed, which leaves out the data pipeline."""
     workflow = _bundle_workflow(bundle, ["train.json"], overrides)
     parser = workflow.parser
     network, loss_fn, optimizer = (parser.get_parsed_content(k) for k in ("network", "loss", "optimizer"))
     inferer = parser.get_parsed_content("train#inferer")
     accumulation, clip = parser.get_parsed_content("accumulation_steps"), parser.get_parsed_content("grad_clip")
-    train_batches = [(b["image"], b["label"]) for b in parser.get_parsed_content("train#dataloader")]
-    val_batches = [b["image"] for b in parser.get_parsed_content("validate#dataloader")]
-    train_times, val_times = [], []
+    device = torch.device(parser.get_parsed_content("device"))
+    train_loader = parser.get_parsed_content("train#dataloader")
+    val_loader = parser.get_parsed_content("validate#dataloader")
+    if in_memory:
+        train_loader, val_loader = list(train_loader), list(val_loader)
+    train_times, val_times, train_counts, val_counts = [], [], [], []
     for _ in range(epochs):
         network.train()
-        start = time.perf_counter()
-        for i, (image, label) in enumerate(train_batches):
+        start, count = time.perf_counter(), 0
+        for i, batch in enumerate(train_loader):
+            image, label = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
             loss = loss_fn(inferer(image, network), label) / accumulation
             loss.backward()
-            if (i + 1) % accumulation == 0 or i + 1 == len(train_batches):
+            if (i + 1) % accumulation == 0 or i + 1 == len(train_loader):
                 if clip > 0:
                     torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
                 optimizer.step()
                 optimizer.zero_grad()
+            count += 1
+        synchronize(device)
         train_times.append(time.perf_counter() - start)
+        train_counts.append(count)
         network.eval()
-        start = time.perf_counter()
+        start, count = time.perf_counter(), 0
         with torch.no_grad():
-            for image in val_batches:
-                torch.softmax(inferer(image, network).float(), dim=1)
+            for batch in val_loader:
+                torch.softmax(inferer(batch["image"].to(device, non_blocking=True), network).float(), dim=1)
+                count += 1
+        synchronize(device)
         val_times.append(time.perf_counter() - start)
+        val_counts.append(count)
     return {
-        "train": {"loop": train_times[1:], "iterations": [len(train_batches)] * (epochs - 1)},
-        "validate": {"loop": val_times[1:], "iterations": [len(val_batches)] * (epochs - 1)},
+        "train": {"loop": train_times[1:], "iterations": train_counts[1:]},
+        "validate": {"loop": val_times[1:], "iterations": val_counts[1:]},
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -224,29 +269,34 @@ def preprocess(files: list[str], size: int, repeats: int) -> dict:
     return {"names": names, "runs": runs}
 
 
-def inference(model: str, size: int, batch: int, precision: str, mode: str, batches: int, warmup: int) -> dict:
-    """Cases per second of a forward pass, eager (bfloat16 by autocast) or traced and frozen TorchScript (bfloat16
-    weights and input: TorchScript does not autocast on CPU); returns the HGG log-odds of the last batch.
+def inference(model: str, size: int, batch: int, precision: str, mode: str, batches: int, warmup: int,
+              device: str = "cpu") -> dict:  # fmt: skip
+    """Cases per second of a forward pass, eager (lower precision by autocast) or traced and frozen TorchScript
+    (lower-precision weights and input: TorchScript does not autocast on CPU); returns the HGG log-odds of the
+    last batch.
 
     Log-odds, not probabilities: a network with random weights saturates its softmax, so probabilities would
     hide any difference."""
     torch.manual_seed(0)
+    device = torch.device(device)
     network, _ = build_model(model)
-    network.eval()
-    x = torch.randn(batch, 4, size, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad(), _autocast(precision if mode == "eager" else "float32"):
+    network = network.to(device).eval()
+    x = torch.randn(batch, 4, size, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    with torch.no_grad(), _autocast(precision if mode == "eager" else "float32", device):
         runner = network
         if mode == "torchscript":
-            if precision == "bfloat16":
-                network, x = network.to(torch.bfloat16), x.to(torch.bfloat16)
+            if precision in LOW_PRECISION:
+                network, x = network.to(LOW_PRECISION[precision]), x.to(LOW_PRECISION[precision])
             runner = torch.jit.freeze(torch.jit.trace(network, x[:1]))
         times = []
         for i in range(warmup + batches):
+            synchronize(device)
             start = time.perf_counter()
             out = runner(x)
+            synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-    logits = out.float()
+    logits = out.float().cpu()
     return {"times": times, "batch": batch, "log_odds": (logits[:, 1] - logits[:, 0]).tolist()}
 
 

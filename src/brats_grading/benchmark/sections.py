@@ -83,8 +83,13 @@ FULL = Settings(
 )
 
 
-def machine() -> dict:
-    """What the figures were measured on: CPU, cores, libraries, bfloat16 support."""
+def low_precision(device: str) -> str:
+    """The autocast dtype the bundles use on ``device``: float16 on GPUs (with a GradScaler), bfloat16 on CPUs."""
+    return "float16" if device.startswith("cuda") else "bfloat16"
+
+
+def machine(device: str = "cpu") -> dict:
+    """What the figures were measured on: CPU, cores, GPU, libraries, bfloat16 support."""
     import monai
     import torch
 
@@ -98,6 +103,7 @@ def machine() -> dict:
     return {
         "cpu": model,
         "cores": os.cpu_count(),
+        "device": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu",
         "torch_threads": torch.get_num_threads(),
         "avx512_bf16": "avx512_bf16" in flags,
         "amx_bf16": "amx_bf16" in flags,
@@ -108,20 +114,21 @@ def machine() -> dict:
     }
 
 
-def compute(settings: Settings) -> list[dict]:
+def compute(settings: Settings, device: str = "cpu") -> list[dict]:
     """FLOP/s of a training step against the matmul peak in the same precision, for every model and layout."""
+    precisions = ("float32", low_precision(device))
     peaks = {}
-    for precision in ("float32", "bfloat16"):
-        result = run_child("matmul_peak", {"precision": precision, "n": settings.peak_n})
+    for precision in precisions:
+        result = run_child("matmul_peak", {"precision": precision, "n": settings.peak_n, "device": device})
         peaks[precision] = result["flops"] / spread(result["times"])["median"]
     rows = []
     for model in settings.compute_models:
         for size in settings.compute_sizes:
             batch, steps = (2, settings.steps) if size <= 64 else (1, 1)  # 128^3 steps take 10-30 s here
-            shape = {"model": model, "size": size, "batch": batch, "steps": 1, "warmup": 0}
+            shape = {"model": model, "size": size, "batch": batch, "steps": 1, "warmup": 0, "device": device}
             flops = run_child("train_step", {**shape, "precision": "float32", "channels_last": False,
                                              "count_flops": True})["flops"]  # fmt: skip
-            configs = [(p, cl) for p in ("float32", "bfloat16") for cl in (False, True)]
+            configs = [(p, cl) for p in precisions for cl in (False, True)]
 
             def measure(config, shape=shape, steps=steps):
                 precision, channels_last = config
@@ -138,6 +145,7 @@ def compute(settings: Settings) -> list[dict]:
                     "tflops": flops / times["median"] / 1e12, "peak_tflops": peaks[precision] / 1e12,
                     "share_of_peak": flops / times["median"] / peaks[precision],
                     "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
+                    "peak_device_mib": runs[0]["peak_device_mib"] and max(run["peak_device_mib"] for run in runs),
                 })  # fmt: skip
     return rows
 
@@ -162,33 +170,40 @@ def _per_iteration(record: dict) -> float:
     return sum(record["loop"]) / sum(record["iterations"])
 
 
-def overhead(settings: Settings, work: Path) -> tuple[list[dict], dict]:
+def overhead(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[dict], dict]:
     """Bundle (monai.bundle config, Ignite, handlers, cached data) against a bare loop doing the same work.
 
+    The bare loop draws its batches from the bundle's own data loaders, so ``throughput_ratio`` is what the
+    engine and its handlers cost. A second bare loop replays batches drawn once (no augmentation, no
+    workers): ``data_pipeline_ratio`` is what the data pipeline costs on cores it shares with the compute.
     Also returns the bundle's data wait with the cache on and off.
     """
     data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
     base = {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs,
             "output_dir": str(work / "runs"), "publish_model": False, "early_stop_patience": 0,
-            "val_interval": 1}  # fmt: skip
+            "val_interval": 1, "device": device}  # fmt: skip
 
     def measure(kind):
         if kind == "bundle":
             return run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": {**base, "cache": "memory"}})
         if kind == "bundle_no_cache":
             return run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": {**base, "cache": "none"}})
-        overrides = {**base, "cache": "memory", "num_workers": 0}
+        in_memory = kind == "bare_in_memory"
+        overrides = {**base, "cache": "memory", **({"num_workers": 0} if in_memory else {})}
         return run_child("bare_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides,
-                                      "epochs": settings.overhead_epochs})  # fmt: skip
+                                      "epochs": settings.overhead_epochs, "in_memory": in_memory})  # fmt: skip
 
-    kinds = ["bundle", "bare", "bundle_no_cache"]
+    kinds = ["bundle", "bare", "bare_in_memory", "bundle_no_cache"]
     results = dict(zip(kinds, interleaved(kinds, measure, settings.repeats), strict=True))
     rows = []
     for phase in ("train", "validate"):
-        bundle = spread([_per_iteration(r[phase]) for r in results["bundle"]])
-        bare = spread([_per_iteration(r[phase]) for r in results["bare"]])
-        rows.append({"phase": phase, "bundle_s_per_iteration": bundle, "bare_s_per_iteration": bare,
-                     "throughput_ratio": bare["median"] / bundle["median"]})  # fmt: skip
+        per_iteration = {k: spread([_per_iteration(r[phase]) for r in results[k]]) for k in kinds[:3]}
+        rows.append({"phase": phase, "bundle_s_per_iteration": per_iteration["bundle"],
+                     "bare_s_per_iteration": per_iteration["bare"],
+                     "bare_in_memory_s_per_iteration": per_iteration["bare_in_memory"],
+                     "throughput_ratio": per_iteration["bare"]["median"] / per_iteration["bundle"]["median"],
+                     "data_pipeline_ratio": (per_iteration["bare_in_memory"]["median"]
+                                             / per_iteration["bare"]["median"])})  # fmt: skip
     waits = {}
     for kind in ("bundle", "bundle_no_cache"):
         shares = [sum(r["train"]["wait"]) / sum(r["train"]["loop"]) for r in results[kind]]
@@ -222,12 +237,14 @@ def data_pipeline(settings: Settings, work: Path, waits: dict) -> dict:
     }
 
 
-def inference(settings: Settings) -> list[dict]:
-    """Cases per second, eager vs TorchScript, float32 vs bfloat16, and the largest HGG log-odds difference."""
-    configs = [(mode, precision) for mode in ("eager", "torchscript") for precision in ("float32", "bfloat16")]
+def inference(settings: Settings, device: str = "cpu") -> list[dict]:
+    """Cases per second, eager vs TorchScript, float32 vs lower precision, and the largest HGG log-odds difference."""
+    precisions = ("float32", low_precision(device))
+    configs = [(mode, precision) for mode in ("eager", "torchscript") for precision in precisions]
 
     def measure(config):
-        return run_child("inference", {**settings.inference, "mode": config[0], "precision": config[1]})
+        arguments = {**settings.inference, "mode": config[0], "precision": config[1], "device": device}
+        return run_child("inference", arguments)
 
     results = interleaved(configs, measure, settings.repeats)
     reference = results[0][0]["log_odds"]
@@ -267,15 +284,20 @@ def allocators() -> dict[str, dict]:
     return found
 
 
-def memory(settings: Settings, work: Path) -> tuple[list[dict], list[dict]]:
-    """Peak RSS of training against dataset size (disk cache), and a Swin step's time and RSS per allocator."""
+def memory(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[dict], list[dict]]:
+    """Peak RSS of training against dataset size (disk cache), and a Swin step's time and RSS per allocator.
+
+    The allocator comparison is for CPU compute only (on a GPU the activations live in device memory)."""
     size_rows = []
     for cases in settings.memory_cases:
         data = synthetic_dataset(work, cases - cases // 2, cases // 2, 3.0)
         overrides = {**settings.memory_overrides, "dataset_dir": str(data), "epochs": 2, "cache": "disk",
-                     "output_dir": str(work / f"runs_memory_{cases}"), "publish_model": False}  # fmt: skip
+                     "output_dir": str(work / f"runs_memory_{cases}"), "publish_model": False,
+                     "device": device}  # fmt: skip
         result = run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides})
         size_rows.append({"cases": cases, "peak_rss_mib": result["peak_rss_mib"]})
+    if device != "cpu":
+        return size_rows, []
     settings_by_name = allocators()
     names = list(settings_by_name)
     steps = settings.steps if settings.allocator_size <= 64 else 1

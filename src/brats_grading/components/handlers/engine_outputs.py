@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine
 
-__all__ = ["batch_ids", "case_items", "case_label", "hgg_log_odds", "hgg_probability_output"]
+__all__ = ["batch_ids", "case_items", "case_label_tensor", "hgg_log_odds", "hgg_probability_output"]
 
 
 def case_items(output) -> list[dict]:
@@ -31,9 +31,10 @@ def batch_ids(engine: Engine) -> list[str]:
     return [str(item.get("id", i)) for i, item in enumerate(batch)]
 
 
-def case_label(item: dict) -> int:
-    """The integer label of one case, whether stored as an int, a 0-d or a (1,) tensor."""
-    return int(torch.as_tensor(item["label"]).reshape(-1)[0])
+def case_label_tensor(item: dict) -> torch.Tensor:
+    """The label of one case (an int, a 0-d or a (1,) tensor) as a 0-d long tensor on its device: collecting it
+    costs no host sync."""
+    return torch.as_tensor(item["label"]).reshape(-1)[0].long()
 
 
 def hgg_log_odds(logits: torch.Tensor) -> torch.Tensor:

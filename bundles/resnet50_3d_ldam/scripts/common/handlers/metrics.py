@@ -18,7 +18,7 @@ from monai.utils import evenly_divisible_all_gather, string_list_all_gather
 from ..calibration import calibrated_probs, expected_calibration_error, fit_temperature
 from ..metrics import THRESHOLD_RULES, choose_threshold, classification_metrics
 from ..run_report import RunReport
-from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
+from .engine_outputs import batch_ids, case_items, case_label_tensor, hgg_log_odds
 
 __all__ = ["EpochMetricsHandler"]
 
@@ -83,7 +83,7 @@ class EpochMetricsHandler:
 
     def _reset(self, _engine: Engine | None) -> None:
         self.logits: list[torch.Tensor] = []
-        self.labels: list[int] = []
+        self.labels: list[torch.Tensor] = []
         self.ids: list[str] = []
         self.losses: list[torch.Tensor] = []
 
@@ -91,7 +91,7 @@ class EpochMetricsHandler:
         items = case_items(engine.state.output)
         for item, case_id in zip(items, batch_ids(engine), strict=True):
             self.logits.append(item["pred"].detach().float().reshape(-1))
-            self.labels.append(case_label(item))
+            self.labels.append(case_label_tensor(item))  # tensors until the epoch ends: no host sync per iteration
             self.ids.append(case_id)
         loss = items[0].get("loss") if items else None
         if loss is not None:  # kept as a tensor: no host sync per iteration
@@ -99,7 +99,7 @@ class EpochMetricsHandler:
 
     def _gathered(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         logits = torch.stack(self.logits).cpu() if self.logits else torch.zeros(0, 2)
-        labels = torch.tensor(self.labels, dtype=torch.long)
+        labels = torch.stack(self.labels).cpu() if self.labels else torch.zeros(0, dtype=torch.long)
         ids = list(self.ids)
         if idist.get_world_size() > 1:
             logits = evenly_divisible_all_gather(logits, concat=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from ignite.engine import Engine, Events
 
 from ..calibration import calibrated_probs
 from ..outputs import unused_path, write_prediction_csv
-from .engine_outputs import batch_ids, case_items, case_label, hgg_log_odds
+from .engine_outputs import batch_ids, case_items, case_label_tensor, hgg_log_odds
 from .failures import CaseFailures
 
 __all__ = ["PredictionSaver"]
@@ -39,9 +40,10 @@ class PredictionSaver:
         self.output_file = Path(output_file)
         self.temperature = float(point["temperature"])
         self.threshold = float(point["threshold"])
+        # tensors until inference completes: reading them per iteration would sync the host with the device
         self.ids: list[str] = []
-        self.log_odds: list[float] = []
-        self.labels: list[int] = []
+        self.log_odds: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
         self.failures = CaseFailures(strict)
 
     def attach(self, engine: Engine) -> None:
@@ -55,14 +57,15 @@ class PredictionSaver:
             if not keep:
                 continue
             self.ids.append(case_id)
-            self.log_odds.append(float(hgg_log_odds(item["pred"].detach().reshape(-1))))
+            self.log_odds.append(hgg_log_odds(item["pred"].detach().reshape(-1)).reshape(()))
             if item.get("label") is not None:
-                self.labels.append(case_label(item))
+                self.labels.append(case_label_tensor(item))
 
     def __call__(self, _engine: Engine) -> None:
         path = unused_path(self.output_file)
-        labels = self.labels if len(self.labels) == len(self.ids) else None
-        probs = calibrated_probs(self.log_odds, self.temperature)
-        write_prediction_csv(path, self.ids, probs, self.log_odds, self.threshold, labels)
+        log_odds = [float(x) for x in self.log_odds]
+        labels = [int(x) for x in self.labels] if len(self.labels) == len(self.ids) else None
+        probs = calibrated_probs(log_odds, self.temperature)
+        write_prediction_csv(path, self.ids, probs, log_odds, self.threshold, labels)
         logger.info(f"wrote {len(self.ids)} predictions to {path} (threshold {self.threshold:.6g})")
         self.failures.finish(path, len(self.ids))
