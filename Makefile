@@ -30,7 +30,8 @@ demo: setup
 	$(PY) scripts/run_demo.py
 
 # Two workers for two cores, one torch thread each: serially the tests spend a third of their time in
-# single-threaded start-up and I/O (measured here: 15.8 min serially, 12.2 min on two workers).
+# single-threaded start-up and I/O (measured here: 15.8 min serially, 10.2 min on two workers with each module on
+# one worker: pytest < 9, see pyproject.toml).
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15
 

@@ -89,10 +89,12 @@ def test_data_pipeline_breaks_preprocessing_down_and_reports_the_cache(quick):
 def test_inference_compares_eager_torchscript_and_precisions_with_output_differences(quick):
     rows = quick[0]["inference"]
     assert [(r["mode"], r["precision"]) for r in rows] == [
-        ("eager", "float32"), ("eager", "bfloat16"), ("torchscript", "float32"), ("torchscript", "bfloat16"),
+        ("eager", "float32"), ("eager", "bfloat16"), ("eager, channels-last", "float32"),
+        ("eager, channels-last", "bfloat16"), ("torchscript", "float32"), ("torchscript", "bfloat16"),
     ]  # fmt: skip
     assert rows[0]["max_log_odds_difference"] == 0 and rows[0]["speedup"] == 1
-    assert rows[2]["max_log_odds_difference"] < 1e-3 * max(1.0, rows[0]["largest_log_odds"])  # TorchScript float32
+    for float32_row in (rows[2], rows[4]):  # channels-last and TorchScript change float32 results only by rounding
+        assert float32_row["max_log_odds_difference"] < 1e-3 * max(1.0, rows[0]["largest_log_odds"])
     assert rows[1]["max_log_odds_difference"] > 0  # bfloat16 rounds: a zero would mean it did not run in bfloat16
     for row in rows:
         _timing(row["s_per_batch"])
@@ -117,3 +119,29 @@ def test_the_markdown_holds_every_table_and_no_nan(quick):
         assert heading in text
     assert "nan" not in text.lower().replace("nanoseconds", "")
     assert text.count("| --- |") >= 6
+
+
+def test_gpu_results_render_with_device_memory_and_without_allocators(quick):
+    """The tables a ``--device cuda`` run writes, rendered from this run's rows with GPU fields filled in."""
+    from brats_grading.benchmark.report import markdown
+
+    result = json.loads(json.dumps(quick[0]))
+    result["machine"]["device"] = "NVIDIA Test GPU"
+    for row in result["compute"]:
+        row["peak_device_mib"] = 321.0
+    result["memory"]["allocators"] = []
+    text = markdown(result)
+    assert "device NVIDIA Test GPU" in text and "| peak GPU MiB |" in text and "| 321 |" in text
+    assert "Allocators: not compared on a GPU" in text
+    assert "peak GPU MiB" not in quick[1]  # a CPU run has no such column
+
+
+def test_an_unknown_device_is_refused_before_any_measurement(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "tpu", "--output_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "device must be 'cpu' or 'cuda[:N]', got 'tpu'" in result.stderr
+    assert not any(tmp_path.iterdir())

@@ -270,7 +270,7 @@ def preprocess(files: list[str], size: int, repeats: int) -> dict:
 
 
 def inference(model: str, size: int, batch: int, precision: str, mode: str, batches: int, warmup: int,
-              device: str = "cpu") -> dict:  # fmt: skip
+              device: str = "cpu", channels_last: bool = False) -> dict:  # fmt: skip
     """Cases per second of a forward pass, eager (lower precision by autocast) or traced and frozen TorchScript
     (lower-precision weights and input: TorchScript does not autocast on CPU); returns the HGG log-odds of the
     last batch.
@@ -282,6 +282,9 @@ def inference(model: str, size: int, batch: int, precision: str, mode: str, batc
     network, _ = build_model(model)
     network = network.to(device).eval()
     x = torch.randn(batch, 4, size, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad(), _autocast(precision if mode == "eager" else "float32", device):
         runner = network
         if mode == "torchscript":
