@@ -94,9 +94,10 @@ def interrupt_training(
     """Start a bundle run and send it ``signal_number`` once it logs global iteration ``at_iteration``.
 
     Returns the exit status and the whole output. Iterations are counted from MONAI's ``StatsHandler``
-    lines ("Epoch: e/E, Iter: i/n"), read as they are written.
+    lines ("Epoch: e/E, Iter: i/n"), read as they are written, so the run logs every iteration
+    (``log_interval`` 1; the bundles' default logs every 10th).
     """
-    cmd, env = bundle_command(bundle_dir, config_files, *overrides)
+    cmd, env = bundle_command(bundle_dir, config_files, *overrides, "--log_interval", "1")
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         cmd, cwd=bundle_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
