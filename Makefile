@@ -14,6 +14,9 @@ LABEL_CONSTRAINTS := src/brats_grading/label_app/constraints.txt
 # the bundles' runtime packages; the repository package is not installed there (monailabel pins jsonschema 3)
 LABEL_PACKAGES := monailabel==0.8.5 nibabel pytorch-ignite==0.5.5 scikit-learn scipy matplotlib tensorboard einops pytest
 
+# -qq: errors only; the CI host's pip configuration warns once per package about find-links folders it lacks
+PIP_QUIET := -qq
+
 .PHONY: setup demo test lint setup-deploy test-deploy setup-label test-label
 
 setup: $(VENV)/.installed
@@ -21,9 +24,9 @@ setup: $(VENV)/.installed
 # torch first: the CPU wheel pinned here; a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) torch==2.13.0
+	$(PY) -m pip install $(PIP_QUIET) -e ".[dev]"
 	touch $@
 
 demo: setup
@@ -43,9 +46,9 @@ setup-deploy: $(DEPLOY_VENV)/.installed
 
 $(DEPLOY_VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
-	$(DEPLOY_PY) -m pip install --quiet torch==2.13.0
-	$(DEPLOY_PY) -m pip install --quiet -e ".[dev,deploy]"
+	$(DEPLOY_PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(DEPLOY_PY) -m pip install $(PIP_QUIET) torch==2.13.0
+	$(DEPLOY_PY) -m pip install $(PIP_QUIET) -e ".[dev,deploy]"
 	touch $@
 
 test-deploy: setup-deploy
@@ -56,9 +59,9 @@ setup-label: $(LABEL_VENV)/.installed
 
 $(LABEL_VENV)/.installed: $(LABEL_CONSTRAINTS)
 	$(SYSTEM_PYTHON) -m venv $(LABEL_VENV)
-	$(LABEL_PY) -m pip install --quiet --upgrade pip
-	$(LABEL_PY) -m pip install --quiet torch==2.13.0
-	$(LABEL_PY) -m pip install --quiet -c $(LABEL_CONSTRAINTS) $(LABEL_PACKAGES)
+	$(LABEL_PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(LABEL_PY) -m pip install $(PIP_QUIET) torch==2.13.0
+	$(LABEL_PY) -m pip install $(PIP_QUIET) -c $(LABEL_CONSTRAINTS) $(LABEL_PACKAGES)
 	touch $@
 
 test-label: setup-label

@@ -12,6 +12,29 @@ from helpers import TINY_CV, copy_bundle, run_cross_validate
 SMALL_DATASET = {"n_hgg": 14, "n_lgg": 6, "seed": 7, "difficulty": 0.2, "voxel_mm": 3.0}
 
 
+def pytest_report_header(config) -> str:
+    """The CPU facts a failure on another machine depends on, at the top of every run's log."""
+    import platform
+
+    import torch
+
+    from brats_grading.components.precision import cpu_bfloat16_kernels, default_autocast
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "?")
+    return (
+        f"cpu: {model} ({platform.machine()}), torch {torch.__version__}, capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, bfloat16 kernels: {cpu_bfloat16_kernels()}, "
+        f"default CPU autocast: {default_autocast('cpu')}"
+    )
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 @pytest.fixture(scope="session")
 def small_brats(tmp_path_factory) -> Path:
     """Dataset root of a small synthetic BraTS 2018 copy, with its ``datalist.json`` written."""

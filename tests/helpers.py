@@ -67,6 +67,20 @@ def bundle_command(bundle_dir: Path, config_files: list[str], *overrides: str) -
     return cmd, env
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of a log: the exception a failed run ended with, to lead the error message."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def failure_text(result: subprocess.CompletedProcess) -> str:
+    """Why a subprocess failed, its last error line first (CI logs may show only the start of a failure)."""
+    return (
+        f"exit {result.returncode}: {last_line(result.stderr or result.stdout)}\n--- stdout\n{result.stdout[-3000:]}"
+        f"\n--- stderr\n{result.stderr[-5000:]}"
+    )
+
+
 def run_bundle(
     bundle_dir: Path, config_files: list[str], *overrides: str, check: bool = True
 ) -> subprocess.CompletedProcess:
@@ -79,7 +93,8 @@ def run_bundle(
     result = subprocess.run(cmd, cwd=bundle_dir, env=env, capture_output=True, text=True, timeout=1200)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"bundle run failed ({result.returncode}): {' '.join(cmd[3:])}\n--- stdout\n{result.stdout[-4000:]}"
+            f"bundle run failed ({result.returncode}): {last_line(result.stderr)}\n{' '.join(cmd[3:])}"
+            f"\n--- stdout\n{result.stdout[-4000:]}"
             f"\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result
@@ -156,7 +171,7 @@ def run_in_bundle(bundle_dir: Path, code: str) -> dict:
     """
     prelude = f"{BUNDLE_PRELUDE}\nsys.path.insert(0, {str(bundle_dir)!r})\n"
     result = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=bundle_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure_text(result)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

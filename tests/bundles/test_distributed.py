@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from helpers import copy_bundle
+from helpers import copy_bundle, failure_text
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_two_process_training_saves_once_and_agrees(bundle_name, extra, small_br
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.returncode == 0, failure_text(result)
     runs = list((output / "fold_0").glob("run_*"))
     assert len(runs) == 1, runs  # one folder, named by rank 0 for both ranks
     run = runs[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import copy_bundle, only_run_dir, read_csv, run_bundle
+from helpers import copy_bundle, failure_text, only_run_dir, read_csv, run_bundle
 
 from brats_grading.zoo.export import export_bundle
 
@@ -40,7 +40,7 @@ def _deploy(case: Path, model: Path, output: Path) -> dict:
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_text(result)
     return json.loads((output / "result.json").read_text())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_bundle, read_csv, run_bundle, run_in_bundle
+from helpers import copy_bundle, failure_text, read_csv, run_bundle, run_in_bundle
 from sklearn.metrics import roc_auc_score
 
 pytestmark = pytest.mark.slow
@@ -231,7 +231,7 @@ def test_multi_gpu_fit_under_torchrun_fits_once(tiny_cv, small_brats, tmp_path):
         "--stacking_file", str(tmp_path / "stacking.json"),
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.returncode == 0, failure_text(result)
     assert len(list((tmp_path / "runs" / "all").glob("fit_*"))) == 1
     assert json.loads((tmp_path / "stacking.json").read_text())["members"] == ["fold_models"]
     assert not (tmp_path / "stacking.previous.json").exists()  # written once, by rank 0

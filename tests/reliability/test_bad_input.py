@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import copy_bundle, run_bundle
+from helpers import copy_bundle, failure_text, run_bundle
 
 from brats_grading.components.data import DatasetError
 from brats_grading.components.datalist import build_datalist, write_datalist
@@ -228,7 +228,7 @@ def outcomes(small_brats, tmp_path_factory) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", SCENARIO_RUNNER, str(plan)], cwd=bundle, capture_output=True, text=True, timeout=900
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, failure_text(result)
     chains = json.loads(result.stdout.strip().splitlines()[-1])
     return {
         name: {"chain": chains[name], "before": before[name], "after": tree(folders[name]), "work": work}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, copy_bundle, only_run_dir, read_csv, run_bundle, run_in_bundle
+from helpers import REPO, copy_bundle, failure_text, only_run_dir, read_csv, run_bundle, run_in_bundle
 
 from brats_grading.zoo.export import ExportError, export_bundle
 from brats_grading.zoo.static_checks import file_hash
@@ -156,7 +156,7 @@ def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, 
     code = LOAD_AND_RUN.format(src=str(REPO / "src"), root=str(root), cases=str(small_brats),
                                output=str(tmp_path / "workflow_preds"))  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], cwd=unzipped, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure_text(result)
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["after_load"] == loaded["before"]  # loading leaves nothing behind
     assert loaded["difference"] < 1e-5 and loaded["missing"] == []

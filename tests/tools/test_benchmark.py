@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import failure_text
 
 from brats_grading.benchmark.report import SECTIONS
 
@@ -28,7 +29,7 @@ def quick(tmp_path_factory) -> tuple[dict, str]:
         text=True,
         timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, failure_text(result)
     return json.loads((output / "benchmark.json").read_text()), (output / "benchmark.md").read_text()
 
 
@@ -57,6 +58,13 @@ def test_overhead_compares_bundle_and_bare_for_training_and_validation(quick):
         )
         assert row["data_pipeline_ratio"] == pytest.approx(
             row["bare_in_memory_s_per_iteration"]["median"] / row["bare_s_per_iteration"]["median"]
+        )
+        for key in ("bundle_steady_s_per_iteration", "bare_steady_s_per_iteration"):
+            _timing(row[key])
+        _timing(row["bundle_epoch_start_s"])
+        _timing(row["bare_epoch_start_s"])
+        assert row["steady_throughput_ratio"] == pytest.approx(
+            row["bare_steady_s_per_iteration"]["median"] / row["bundle_steady_s_per_iteration"]["median"]
         )
 
 
@@ -112,10 +120,24 @@ def test_memory_reports_dataset_sizes_and_allocators(quick):
         _timing(row["s_per_step"])
 
 
+def test_cpu_budget_measures_each_workers_and_threads_pair(quick):
+    rows = quick[0]["cpu_budget"]
+    assert [(r["num_workers"], r["cpu_threads"]) for r in rows] == [(2, 0), (0, 1)]
+    assert rows[1]["torch_threads"] == 1  # the bundle's cpu_threads key reached torch
+    assert rows[0]["train_speedup"] == rows[0]["validate_speedup"] == 1
+    for row in rows:
+        _timing(row["train_s_per_iteration"])
+        _timing(row["validate_s_per_iteration"])
+        assert 0 <= row["data_wait_share"]["median"] <= 1
+        assert row["train_speedup"] == pytest.approx(
+            rows[0]["train_s_per_iteration"]["median"] / row["train_s_per_iteration"]["median"]
+        )
+
+
 def test_the_markdown_holds_every_table_and_no_nan(quick):
     _, text = quick
     for heading in ("### 1. Bundle overhead", "### 2. Compute efficiency", "### 3. Data pipeline",
-                    "### 4. Inference", "### 5. Memory"):  # fmt: skip
+                    "### 4. Inference", "### 5. Memory", "### 6. CPU budget"):  # fmt: skip
         assert heading in text
     assert "nan" not in text.lower().replace("nanoseconds", "")
     assert text.count("| --- |") >= 6
@@ -134,6 +156,26 @@ def test_gpu_results_render_with_device_memory_and_without_allocators(quick):
     assert "device NVIDIA Test GPU" in text and "| peak GPU MiB |" in text and "| 321 |" in text
     assert "Allocators: not compared on a GPU" in text
     assert "peak GPU MiB" not in quick[1]  # a CPU run has no such column
+
+
+def test_a_subset_of_sections_renders_alone(quick):
+    from brats_grading.benchmark.report import markdown
+
+    result = {k: v for k, v in quick[0].items() if k not in {"compute", "inference", "memory"}}
+    text = markdown(result)
+    assert "### 1. Bundle overhead" in text and "### 6. CPU budget" in text
+    assert "### 2. Compute" not in text and "### 5. Memory" not in text
+
+
+def test_unknown_sections_are_refused_with_the_known_ones(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only", "overhead,speed", "--output_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "unknown benchmark section(s) ['speed']" in result.stderr
+    assert "cpu_budget" in result.stderr and not any(tmp_path.iterdir())
 
 
 def test_an_unknown_device_is_refused_before_any_measurement(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, failure_text
 
 from brats_grading.components.data import CHANNEL_ORDER, DatasetError, load_records, scan_cases
 from brats_grading.components.datalist import assign_folds, build_datalist, write_datalist
@@ -146,7 +146,7 @@ def test_cli_writes_datalist_and_reports_errors(tmp_path):
     ok = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "make_datalist.py"), str(root)], capture_output=True, text=True
     )
-    assert ok.returncode == 0, ok.stderr
+    assert ok.returncode == 0, failure_text(ok)
     assert json.loads((root / "datalist.json").read_text())["numTraining"] == 11
     (root / "HGG" / "Case_000" / "Case_000_t2.nii.gz").unlink()
     bad = subprocess.run(

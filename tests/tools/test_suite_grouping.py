@@ -10,6 +10,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from helpers import failure_text
+
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["tests/components/test_precision.py", "tests/components/test_calibration.py"]
 
@@ -23,7 +25,7 @@ def test_each_module_runs_on_a_single_worker():
         timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, failure_text(result)
     workers = defaultdict(set)
     for worker, module in re.findall(r"\[(gw\d+)\] \[\s*\d+%\] PASSED (tests/\S+?\.py)::", result.stdout):
         workers[module].add(worker)

@@ -6,14 +6,14 @@ import shutil
 import subprocess
 import sys
 
-from helpers import REPO
+from helpers import REPO, failure_text
 
 SYNC = REPO / "scripts" / "sync_components.py"
 
 
 def test_every_bundle_copy_matches_the_source():
     result = subprocess.run([sys.executable, str(SYNC), "--check"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, failure_text(result)
 
 
 def test_check_detects_a_drifted_copy(tmp_path, monkeypatch):

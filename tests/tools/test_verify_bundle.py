@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, copy_bundle
+from helpers import REPO, copy_bundle, failure_text
 
 from brats_grading.recipes import MALLOC_SETTINGS
 from brats_grading.zoo.verify import CHECK_NAMES, verify_bundle
@@ -43,7 +43,7 @@ def test_every_bundle_passes_every_zoo_check(name, tmp_path):
         timeout=900,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL", "N/A"))]
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_text(result)
     assert [line.split(":")[0].split(None, 1)[1] for line in lines] == list(CHECK_NAMES)
     assert not any(line.startswith("FAIL") for line in lines)
     assert "weights not shipped" in lines[0] or "members" in lines[0]

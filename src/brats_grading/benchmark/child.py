@@ -152,13 +152,14 @@ def _bundle_workflow(bundle: str, configs: list[str], overrides: dict):
 
 
 def _timed(engine, first_epoch: int, device: torch.device) -> dict:
-    """Per epoch >= ``first_epoch``: loop seconds (first batch wait to last iteration) and data-wait seconds.
+    """Per epoch >= ``first_epoch``: loop seconds (first batch wait to last iteration), seconds to the end of the
+    first iteration (the epoch's start-up: worker processes, first batch) and data-wait seconds.
 
     On a GPU the last iteration of an epoch waits for the device, so the loop time holds all its work.
     """
     from ignite.engine import Events
 
-    record = {"loop": [], "wait": [], "iterations": []}
+    record = {"loop": [], "first": [], "wait": [], "iterations": []}
     marks: dict = {}
 
     def started(e):
@@ -173,6 +174,7 @@ def _timed(engine, first_epoch: int, device: torch.device) -> dict:
     def epoch_done(e):
         if e.state.epoch >= first_epoch:
             record["loop"].append(marks["end"] - marks["start"])
+            record["first"].append(marks["first"] - marks["start"])
             record["wait"].append(marks["wait"])
             record["iterations"].append(e.state.epoch_length)
 
@@ -180,6 +182,8 @@ def _timed(engine, first_epoch: int, device: torch.device) -> dict:
         if e.state.iteration % e.state.epoch_length == 0:
             synchronize(device)
         marks["end"] = time.perf_counter()
+        if e.state.iteration % e.state.epoch_length == 1 or e.state.epoch_length == 1:
+            marks["first"] = marks["end"]
 
     engine.add_event_handler(Events.EPOCH_STARTED, started)
     engine.add_event_handler(Events.GET_BATCH_STARTED, get_started)
@@ -198,7 +202,12 @@ def bundle_run(bundle: str, overrides: dict) -> dict:
     train = _timed(trainer, first_epoch=2, device=device)
     validate = _timed(evaluator, first_epoch=2, device=device)
     workflow.run()
-    return {"train": train, "validate": validate, "peak_rss_mib": peak_rss_mib()}
+    return {
+        "train": train,
+        "validate": validate,
+        "peak_rss_mib": peak_rss_mib(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def bare_run(bundle: str, overrides: dict, epochs: int, in_memory: bool = False) -> dict:
@@ -215,7 +224,7 @@ def bare_run(bundle: str, overrides: dict, epochs: int, in_memory: bool = False)
     val_loader = parser.get_parsed_content("validate#dataloader")
     if in_memory:
         train_loader, val_loader = list(train_loader), list(val_loader)
-    train_times, val_times, train_counts, val_counts = [], [], [], []
+    train_times, val_times, train_counts, val_counts, train_first, val_first = [], [], [], [], [], []
     for _ in range(epochs):
         network.train()
         start, count = time.perf_counter(), 0
@@ -229,6 +238,8 @@ def bare_run(bundle: str, overrides: dict, epochs: int, in_memory: bool = False)
                 optimizer.step()
                 optimizer.zero_grad()
             count += 1
+            if count == 1:
+                train_first.append(time.perf_counter() - start)
         synchronize(device)
         train_times.append(time.perf_counter() - start)
         train_counts.append(count)
@@ -238,12 +249,14 @@ def bare_run(bundle: str, overrides: dict, epochs: int, in_memory: bool = False)
             for batch in val_loader:
                 torch.softmax(inferer(batch["image"].to(device, non_blocking=True), network).float(), dim=1)
                 count += 1
+                if count == 1:
+                    val_first.append(time.perf_counter() - start)
         synchronize(device)
         val_times.append(time.perf_counter() - start)
         val_counts.append(count)
     return {
-        "train": {"loop": train_times[1:], "iterations": train_counts[1:]},
-        "validate": {"loop": val_times[1:], "iterations": val_counts[1:]},
+        "train": {"loop": train_times[1:], "first": train_first[1:], "iterations": train_counts[1:]},
+        "validate": {"loop": val_times[1:], "first": val_first[1:], "iterations": val_counts[1:]},
         "peak_rss_mib": peak_rss_mib(),
     }
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 #: sections every complete result holds, in the order they are printed
-SECTIONS: tuple[str, ...] = ("overhead", "compute", "data_pipeline", "inference", "memory")
+SECTIONS: tuple[str, ...] = ("overhead", "compute", "data_pipeline", "inference", "memory", "cpu_budget")
 
 
 def _s(stats: dict, digits: int = 3) -> str:
@@ -21,7 +21,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    """Every table with its unit; timings as median (min-max) over repeats and steps."""
+    """Every table the result holds, with its unit; timings as median (min-max) over repeats and steps."""
     m, load = result["machine"], result["load_average"]
     lines = [
         f"Command: `{result['command']}` ({result['date']}, {result['mode']} mode, {result['seconds']:.0f} s)",
@@ -34,6 +34,15 @@ def markdown(result: dict) -> str:
         "",
         "Timings are median (min-max) over interleaved repeats.",
         "",
+    ]
+    for name in SECTIONS:
+        if name in result:
+            lines += _RENDERERS[name](result)
+    return "\n".join(lines)
+
+
+def _overhead(result: dict) -> list[str]:
+    lines = [
         "### 1. Bundle overhead (ResNet50-3D bundle on cached data vs a hand-written loop doing the same work)",
         "",
     ]
@@ -45,6 +54,20 @@ def markdown(result: dict) -> str:
     )  # fmt: skip
     lines += ["The bare loop draws its batches from the bundle's data loaders (same cache, augmentation and workers); "
               "the in-memory loop replays batches drawn once, without augmentation or workers.", ""]  # fmt: skip
+    lines += ["Per epoch against per iteration: each epoch's first iteration (which starts the data loader's workers "
+              "and waits for the first batch) apart from the iterations after it:", ""]  # fmt: skip
+    lines += _table(
+        ["phase", "bundle epoch start s", "bare epoch start s", "bundle steady s/iteration",
+         "bare steady s/iteration", "steady throughput bundle / bare"],
+        [[r["phase"], _s(r["bundle_epoch_start_s"]), _s(r["bare_epoch_start_s"]),
+          _s(r["bundle_steady_s_per_iteration"]), _s(r["bare_steady_s_per_iteration"]),
+          f"{r['steady_throughput_ratio']:.3f}"] for r in result["overhead"]],
+    )  # fmt: skip
+    return lines
+
+
+def _compute(result: dict) -> list[str]:
+    lines: list[str] = []
     lines += ["### 2. Compute efficiency (training step: forward, loss, backward, clipping, Adam)", ""]
     on_gpu = any(r.get("peak_device_mib") is not None for r in result["compute"])
     lines += _table(
@@ -61,6 +84,11 @@ def markdown(result: dict) -> str:
     lines += [f"- {r['model']} {r['input']}, {r['precision']}, channels-last {'on' if r['channels_last'] else 'off'}: "
               f"{r['s_per_step']['median'] / base[(r['model'], r['input'])]:.2f}"
               for r in result["compute"] if (r["precision"], r["channels_last"]) != ("float32", False)]  # fmt: skip
+    return lines
+
+
+def _data_pipeline(result: dict) -> list[str]:
+    lines: list[str] = []
     d = result["data_pipeline"]
     lines += ["", f"### 3. Data pipeline (one case of shape {d['case_shape']} x 4 modalities -> {d['network_input']}, "
               "one core)", ""]  # fmt: skip
@@ -69,6 +97,11 @@ def markdown(result: dict) -> str:
     lines += [f"- data wait as a share of training loop time, {k}: {_s(v)}" for k, v in d["data_wait_share"].items()]
     lines += [f"- cache: {d['cache_bytes_per_case'] / 2**20:.1f} MiB per case, "
               f"{d['cache_bytes_brats_2018'] / 2**30:.1f} GiB for BraTS 2018's 285 cases", ""]  # fmt: skip
+    return lines
+
+
+def _inference(result: dict) -> list[str]:
+    lines: list[str] = []
     rows = result["inference"]
     lines += [f"### 4. Inference (forward pass; HGG log-odds difference against float32 eager, whose largest "
               f"|log-odds| is {rows[0]['largest_log_odds']:.3g})", ""]  # fmt: skip
@@ -77,6 +110,11 @@ def markdown(result: dict) -> str:
         [[r["mode"], r["precision"], _s(r["s_per_batch"]), f"{r['cases_per_s']:.2f}", f"{r['speedup']:.2f}",
           f"{r['max_log_odds_difference']:.2e}"] for r in rows],
     )  # fmt: skip
+    return lines
+
+
+def _memory(result: dict) -> list[str]:
+    lines: list[str] = []
     mem = result["memory"]
     lines += ["### 5. Memory", "", "Peak RSS of a training run (disk cache) against dataset size:", ""]
     lines += _table(
@@ -84,14 +122,37 @@ def markdown(result: dict) -> str:
     )
     if not mem["allocators"]:
         lines += ["Allocators: not compared on a GPU (the host allocator matters only for CPU compute).", ""]
-        return "\n".join(lines)
-    lines += [f"Training step of {mem['allocator_model']} per allocator:", ""]
+    else:
+        lines += [f"Training step of {mem['allocator_model']} per allocator:", ""]
+        lines += _table(
+            ["allocator", "s/step", "speed-up", "peak RSS MiB"],
+            [[r["allocator"], _s(r["s_per_step"], 2), f"{r['speedup']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+             for r in mem["allocators"]],
+        )  # fmt: skip
+    return lines
+
+
+def _cpu_budget(result: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["### 6. CPU budget (DataLoader workers and torch threads sharing the cores; bundle, cache in memory)", ""]
     lines += _table(
-        ["allocator", "s/step", "speed-up", "peak RSS MiB"],
-        [[r["allocator"], _s(r["s_per_step"], 2), f"{r['speedup']:.2f}", f"{r['peak_rss_mib']:.0f}"]
-         for r in mem["allocators"]],
+        ["workers", "torch threads", "train s/iteration", "train speed-up", "validation s/iteration",
+         "validation speed-up", "data wait share"],
+        [[r["num_workers"], r["torch_threads"], _s(r["train_s_per_iteration"]), f"{r['train_speedup']:.2f}",
+          _s(r["validate_s_per_iteration"]), f"{r['validate_speedup']:.2f}", _s(r["data_wait_share"])]
+         for r in result["cpu_budget"]],
     )  # fmt: skip
-    return "\n".join(lines)
+    return lines
+
+
+_RENDERERS = {
+    "overhead": _overhead,
+    "compute": _compute,
+    "data_pipeline": _data_pipeline,
+    "inference": _inference,
+    "memory": _memory,
+    "cpu_budget": _cpu_budget,
+}
 
 
 def write(result: dict, output_dir: str | Path) -> tuple[Path, Path]:

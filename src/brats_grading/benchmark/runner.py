@@ -40,6 +40,12 @@ def run_child(task: str, arguments: dict, env: dict | None = None, timeout: floa
     return json.loads(lines[-1][len(MARK) :])
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of a log or traceback: the exception itself, to lead a long error message."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
 def _run_in_fork(task: str, arguments: dict, connection) -> None:
     silent = os.open(os.devnull, os.O_WRONLY)  # the runs' logs would interleave with the tables
     os.dup2(silent, 1)
@@ -67,7 +73,7 @@ def _forked(task: str, arguments: dict, timeout: float) -> dict:
         status, payload = "error", "the child process ended without a result"
     process.join()
     if status != "ok":
-        raise ChildError(f"{task} {arguments} failed:\n{payload[-3000:]}")
+        raise ChildError(f"{task} failed: {last_line(payload)}\n{arguments}\n{payload[-3000:]}")
     return payload
 
 

@@ -1,4 +1,4 @@
-"""The five sections of the benchmark; each returns rows (dicts) for one table, measured by children.
+"""The six sections of the benchmark; each returns rows (dicts) for one table, measured by children.
 
 ``Settings`` fixes sizes and repeats: ``QUICK`` is about a minute on two cores (it checks the machinery),
 ``FULL`` is the run recorded in docs/performance.md.
@@ -37,6 +37,7 @@ class Settings:
     allocator_model: str
     allocator_size: int
     peak_n: int
+    cpu_budget: tuple[tuple[int, int], ...]  # (DataLoader workers, main-process torch threads; 0: one per core)
 
 
 _SMALL_RUN = {"layout": "strided", "batch_size": 2, "accumulation_steps": 1, "use_ema": False, "num_workers": 0}
@@ -45,8 +46,8 @@ QUICK = Settings(
     compute_models=("resnet_strided",),
     compute_sizes=(32,),
     steps=1,
-    overhead={**_SMALL_RUN, "spatial_size": [32, 32, 32]},
-    overhead_cases=(5, 3),
+    overhead={**_SMALL_RUN, "spatial_size": [32, 32, 32], "val_batch_size": 1},  # >= 2 iterations per epoch
+    overhead_cases=(6, 4),
     overhead_epochs=2,
     data_voxel_mm=3.0,
     data_size=32,
@@ -56,6 +57,7 @@ QUICK = Settings(
     allocator_model="swin12",
     allocator_size=32,
     peak_n=1024,
+    cpu_budget=((2, 0), (0, 1)),
 )
 FULL = Settings(
     repeats=2,
@@ -80,6 +82,7 @@ FULL = Settings(
     allocator_model="swin48",
     allocator_size=128,
     peak_n=2048,
+    cpu_budget=((4, 0), (2, 0), (1, 0), (0, 0), (2, 1), (1, 1)),
 )
 
 
@@ -175,6 +178,18 @@ def _per_iteration(record: dict) -> float:
     return sum(record["loop"]) / sum(record["iterations"])
 
 
+def _steady_per_iteration(record: dict) -> float:
+    """Seconds per iteration after each epoch's first (which also starts the workers and waits for a batch)."""
+    if sum(record["iterations"]) <= len(record["iterations"]):
+        raise ValueError(f"no epoch has more than one iteration ({record['iterations']}): use more cases")
+    return (sum(record["loop"]) - sum(record["first"])) / (sum(record["iterations"]) - len(record["iterations"]))
+
+
+def _epoch_start(record: dict) -> float:
+    """Mean seconds from an epoch's start to the end of its first iteration."""
+    return sum(record["first"]) / len(record["first"])
+
+
 def overhead(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[dict], dict]:
     """Bundle (monai.bundle config, Ignite, handlers, cached data) against a bare loop doing the same work.
 
@@ -203,12 +218,17 @@ def overhead(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[
     rows = []
     for phase in ("train", "validate"):
         per_iteration = {k: spread([_per_iteration(r[phase]) for r in results[k]]) for k in kinds[:3]}
+        steady = {k: spread([_steady_per_iteration(r[phase]) for r in results[k]]) for k in kinds[:2]}
+        start = {k: spread([_epoch_start(r[phase]) for r in results[k]]) for k in kinds[:2]}
         rows.append({"phase": phase, "bundle_s_per_iteration": per_iteration["bundle"],
                      "bare_s_per_iteration": per_iteration["bare"],
                      "bare_in_memory_s_per_iteration": per_iteration["bare_in_memory"],
                      "throughput_ratio": per_iteration["bare"]["median"] / per_iteration["bundle"]["median"],
                      "data_pipeline_ratio": (per_iteration["bare_in_memory"]["median"]
-                                             / per_iteration["bare"]["median"])})  # fmt: skip
+                                             / per_iteration["bare"]["median"]),
+                     "bundle_steady_s_per_iteration": steady["bundle"], "bare_steady_s_per_iteration": steady["bare"],
+                     "steady_throughput_ratio": steady["bare"]["median"] / steady["bundle"]["median"],
+                     "bundle_epoch_start_s": start["bundle"], "bare_epoch_start_s": start["bare"]})  # fmt: skip
     waits = {}
     for kind in ("bundle", "bundle_no_cache"):
         shares = [sum(r["train"]["wait"]) / sum(r["train"]["loop"]) for r in results[kind]]
@@ -322,3 +342,32 @@ def memory(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[di
         allocator_rows.append({"allocator": name, "s_per_step": seconds, "speedup": default / seconds["median"],
                                "peak_rss_mib": max(run["peak_rss_mib"] for run in runs)})  # fmt: skip
     return size_rows, allocator_rows
+
+
+def cpu_budget(settings: Settings, work: Path, device: str = "cpu") -> list[dict]:
+    """Bundle training and validation throughput for each (DataLoader workers, torch threads) pair on the
+    overhead section's data (cache in memory): the workers' augmentation and the compute threads share the
+    cores, so more of either can be slower. The first pair is the reference of ``speedup``."""
+    data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
+    base = {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs, "cache": "memory",
+            "output_dir": str(work / "runs_budget"), "publish_model": False, "early_stop_patience": 0,
+            "val_interval": 1, "device": device}  # fmt: skip
+
+    def measure(pair):
+        workers, threads = pair
+        overrides = {**base, "num_workers": workers, "cpu_threads": threads}
+        return run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides})
+
+    results = interleaved(settings.cpu_budget, measure, settings.repeats)
+    rows = []
+    for (workers, threads), runs in zip(settings.cpu_budget, results, strict=True):
+        rows.append({"num_workers": workers, "cpu_threads": threads,
+                     "torch_threads": runs[0]["torch_threads"],
+                     "train_s_per_iteration": spread([_per_iteration(r["train"]) for r in runs]),
+                     "validate_s_per_iteration": spread([_per_iteration(r["validate"]) for r in runs]),
+                     "data_wait_share": spread([sum(r["train"]["wait"]) / sum(r["train"]["loop"]) for r in runs])})  # fmt: skip
+    for row in rows:
+        for phase in ("train", "validate"):
+            reference = rows[0][f"{phase}_s_per_iteration"]["median"]
+            row[f"{phase}_speedup"] = reference / row[f"{phase}_s_per_iteration"]["median"]
+    return rows

@@ -6,6 +6,8 @@ AVX-512/AMX bfloat16 can autocast too, so the inferer does it, for any device, w
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from monai.inferers import SimpleInferer
@@ -19,15 +21,30 @@ def autocast_dtype(name: str) -> torch.dtype | None:
     return table[name]
 
 
+def cpu_bfloat16_kernels() -> str:
+    """Which oneDNN bfloat16 kernels this CPU runs: ``"amx"``, ``"avx512_bf16"`` (native), ``"emulated"`` (other
+    AVX-512 CPUs, slower than float32) or ``"none"``."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "none"
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "amx"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "avx512_bf16"
+    return "emulated"
+
+
 def default_autocast(device: torch.device | str, amp: bool = True) -> str:
-    """What ``amp`` means on ``device``: float16 on CUDA (MONAI adds the GradScaler), bfloat16 on a CPU that
-    computes it natively (AVX-512 BF16 or AMX, as oneDNN reports), float32 otherwise or without ``amp``."""
+    """What ``amp`` means on ``device``: float16 on CUDA (MONAI adds the GradScaler); bfloat16 on a CPU whose
+    bfloat16 kernels were validated for training here (AVX-512 BF16); float32 otherwise or without ``amp``.
+
+    AMX CPUs run other oneDNN kernels (with a known bfloat16 NaN-leak, oneDNN issue 5717) that could not be
+    checked on this project's machines, so they keep float32 unless asked (docs/performance.md)."""
     kind = torch.device(device).type
     if not amp:
         return "float32"
     if kind == "cuda":
         return "float16"
-    if kind == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if kind == "cpu" and cpu_bfloat16_kernels() == "avx512_bf16":
         return "bfloat16"
     return "float32"
 
@@ -37,37 +54,42 @@ def to_channels_last(network: torch.nn.Module, enabled: bool = True) -> torch.nn
     return network.to(memory_format=torch.channels_last_3d) if enabled else network
 
 
-#: feature maps of at most this many voxels take the guarded path under a CPU autocast (see below)
-TINY_MAP_VOXELS = 8
+#: maps with a side this short or shorter take the guarded path under a CPU autocast (see below)
+TINY_MAP_SIDE = 2
 
 
 class _WindowWeightGradConv3d(torch.autograd.Function):
-    """Stride-1, undilated ``conv3d`` whose weight gradient is one matmul over the shifted input windows."""
+    """``conv3d`` whose weight gradient is one matmul over the (strided, dilated) shifted input windows."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int, int]) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, conv: torch.nn.Conv3d) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.padding = padding
-        return F.conv3d(x, weight, None, 1, padding)
+        ctx.geometry = (list(conv.stride), list(conv.padding), list(conv.dilation))
+        return F.conv3d(x, weight, None, conv.stride, conv.padding, conv.dilation)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, weight = ctx.saved_tensors
-        pad = list(ctx.padding)
+        stride, pad, dilation = ctx.geometry
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             mask = [True, False, False]
             grad_x = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, [1] * 3, pad, [1] * 3, False, [0] * 3, 1, mask
+                grad_out, x, weight, None, stride, pad, dilation, False, [0] * 3, 1, mask
             )[0]
         if ctx.needs_input_grad[1]:
-            kd, kh, kw = weight.shape[2:]
-            d, h, w = grad_out.shape[2:]
             padded = F.pad(x, (pad[2], pad[2], pad[1], pad[1], pad[0], pad[0]))
-            windows = [
-                padded[:, :, i : i + d, j : j + h, k : k + w] for i in range(kd) for j in range(kh) for k in range(kw)
-            ]
-            columns = torch.stack(windows, 2).flatten(3)  # (B, C_in, kernel voxels, output voxels)
+            out_size = grad_out.shape[2:]
+
+            def window(offsets: tuple[int, int, int]) -> torch.Tensor:
+                index = [
+                    slice(k * dil, k * dil + (n - 1) * s + 1, s)
+                    for k, dil, n, s in zip(offsets, dilation, out_size, stride, strict=True)
+                ]
+                return padded[(slice(None), slice(None), *index)]
+
+            taps = itertools.product(*(range(k) for k in weight.shape[2:]))
+            columns = torch.stack([window(t) for t in taps], 2).flatten(3)  # (B, C_in, kernel voxels, out voxels)
             grad_w = torch.einsum("bov,bckv->ock", grad_out.flatten(2), columns).reshape(weight.shape)
         return grad_x, grad_w, None
 
@@ -76,20 +98,17 @@ class _TinyMapConv3d(torch.nn.Conv3d):
     """``Conv3d`` that computes its weight gradient on tiny maps without oneDNN's faulty kernel (see below)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and x.shape[2:].numel() <= TINY_MAP_VOXELS):
+        if not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and min(x.shape[2:]) <= TINY_MAP_SIDE):
             return super().forward(x)
         dtype = torch.get_autocast_dtype("cpu")
         with torch.autocast("cpu", enabled=False):
-            out = _WindowWeightGradConv3d.apply(x.to(dtype), self.weight.to(dtype), self.padding)
+            out = _WindowWeightGradConv3d.apply(x.to(dtype), self.weight.to(dtype), self)
             return out if self.bias is None else out + self.bias.to(dtype).view(1, -1, 1, 1, 1)
 
 
 def _affected(module: torch.nn.Module) -> bool:
     return (
         type(module) is torch.nn.Conv3d
-        and module.kernel_size != (1, 1, 1)
-        and module.stride == (1, 1, 1)
-        and module.dilation == (1, 1, 1)
         and module.groups == 1
         and module.padding_mode == "zeros"
         and not isinstance(module.padding, str)
@@ -97,14 +116,15 @@ def _affected(module: torch.nn.Module) -> bool:
 
 
 def guard_tiny_map_convolutions(network: torch.nn.Module) -> torch.nn.Module:
-    """Keep bfloat16 weight gradients finite on 2x2x2 feature maps under a CPU autocast.
+    """Keep bfloat16 weight gradients finite on maps with a side of 1 or 2 voxels under a CPU autocast.
 
-    With torch 2.13 on an AVX-512 bfloat16 CPU, oneDNN's bfloat16 weight gradient of a 3x3x3 stride-1
-    convolution on a 2x2x2 map comes out non-finite in some calls, for the same inputs (the kernel reads
-    memory it did not write). Other map shapes, 1x1x1, strided and dilated convolutions were not affected
-    (docs/performance.md). On maps of at most 8 voxels the affected convolutions compute that gradient as a
-    bfloat16 matmul over the 27 shifted input windows instead; everything else, the weights, the state-dict
-    keys, float32 runs and GPU runs are unchanged. The strided ResNet reaches 2x2x2 at 64³ input and below.
+    With torch 2.13 on an AVX-512 CPU (native or emulated bfloat16), oneDNN's bfloat16 weight gradient of a
+    3x3x3 convolution comes out non-finite when the input has a side of 2 (stride 1) or of 1 (stride 2): the
+    kernel reads memory it did not write, so it fails in some calls and not others, more often on some
+    machines (docs/performance.md). Other sizes, and dilated convolutions, were not affected here; as other
+    CPUs take other kernels, every convolution on such a map takes the guarded path, which computes that
+    gradient as a bfloat16 matmul over the shifted input windows. The weights, the state-dict keys, float32
+    runs and GPU runs are unchanged. The strided ResNet reaches maps of side 2 at 64³ input and below.
     """
     for module in network.modules():
         if _affected(module):
@@ -137,9 +157,13 @@ class AutocastInferer(SimpleInferer):
 
 
 def configure_backends(tf32: bool = True, cudnn_benchmark: bool = True, threads: int = 0) -> None:
-    """TF32 matmuls/convolutions and cudnn autotuning on CUDA (no effect on CPU); optional CPU thread count."""
+    """TF32 matmuls/convolutions and cudnn autotuning on CUDA (no effect on CPU); the main process's CPU
+    threads (``threads`` > 0; 0 keeps torch's default of one per core), so that compute threads and
+    DataLoader workers can share the cores without oversubscribing them."""
+    if int(threads) != threads or threads < 0:
+        raise ValueError(f"cpu_threads must be an integer >= 0 (0: one per core), got {threads}")
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cudnn_benchmark
     if threads > 0:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(int(threads))
