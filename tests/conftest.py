@@ -15,10 +15,13 @@ SMALL_DATASET = {"n_hgg": 14, "n_lgg": 6, "seed": 7, "difficulty": 0.2, "voxel_m
 def pytest_report_header(config) -> str:
     """The CPU facts a failure on another machine depends on, at the top of every run's log."""
     import platform
+    import warnings
 
     import torch
 
-    from brats_grading.components.precision import cpu_bfloat16_kernels, default_autocast
+    with warnings.catch_warnings():  # importing MONAI here, before pytest captures warnings, would print them
+        warnings.simplefilter("ignore")
+        from brats_grading.components.precision import cpu_bfloat16_kernels, default_autocast
 
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "?")
     return (

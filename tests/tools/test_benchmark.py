@@ -167,23 +167,19 @@ def test_a_subset_of_sections_renders_alone(quick):
     assert "### 2. Compute" not in text and "### 5. Memory" not in text
 
 
-def test_unknown_sections_are_refused_with_the_known_ones(tmp_path):
+def _refused(output: Path, *args: str) -> str:
+    """Run the benchmark with bad arguments: it must fail before writing anything; returns its stderr."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--only", "overhead,speed", "--output_dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, str(SCRIPT), *args, "--output_dir", str(output)], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode != 0 and "unknown benchmark section(s) ['speed']" in result.stderr
-    assert "cpu_budget" in result.stderr and not any(tmp_path.iterdir())
+    assert result.returncode != 0 and not any(output.iterdir())
+    return result.stderr
+
+
+def test_unknown_sections_are_refused_with_the_known_ones(tmp_path):
+    stderr = _refused(tmp_path, "--only", "overhead,speed")
+    assert "unknown benchmark section(s) ['speed']" in stderr and "cpu_budget" in stderr
 
 
 def test_an_unknown_device_is_refused_before_any_measurement(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "tpu", "--output_dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0 and "device must be 'cpu' or 'cuda[:N]', got 'tpu'" in result.stderr
-    assert not any(tmp_path.iterdir())
+    assert "device must be 'cpu' or 'cuda[:N]', got 'tpu'" in _refused(tmp_path, "--device", "tpu")
