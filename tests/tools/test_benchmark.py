@@ -21,7 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory) -> tuple[dict, str]:
+def quick(tmp_path_factory) -> tuple[dict, str, Path]:
     output = tmp_path_factory.mktemp("benchmark")
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--output_dir", str(output)],
@@ -30,7 +30,7 @@ def quick(tmp_path_factory) -> tuple[dict, str]:
         timeout=900,
     )
     assert result.returncode == 0, failure_text(result)
-    return json.loads((output / "benchmark.json").read_text()), (output / "benchmark.md").read_text()
+    return json.loads((output / "benchmark.json").read_text()), (output / "benchmark.md").read_text(), output
 
 
 def _timing(stats: dict) -> None:
@@ -39,7 +39,7 @@ def _timing(stats: dict) -> None:
 
 
 def test_every_section_is_present_with_the_machine_and_the_load(quick):
-    result, _ = quick
+    result = quick[0]
     for key in (*SECTIONS, "machine", "load_average", "command", "date", "seconds"):
         assert key in result, key
     assert result["mode"] == "quick" and result["machine"]["cores"] >= 1 and result["machine"]["torch"]
@@ -134,8 +134,15 @@ def test_cpu_budget_measures_each_workers_and_threads_pair(quick):
         )
 
 
+def test_the_bundle_runs_leave_their_caches_but_no_run_folders(quick):
+    """A run's checkpoints are ~0.5 GB each and the benchmark keeps only timings: a full run filled 17 GB."""
+    output = quick[2]
+    assert list(output.glob("work_quick/runs*/cache"))  # the disk caches stay, so later runs reuse them
+    assert not list(output.glob("work_quick/runs*/fold_*/run_*"))
+
+
 def test_the_markdown_holds_every_table_and_no_nan(quick):
-    _, text = quick
+    text = quick[1]
     for heading in ("### 1. Bundle overhead", "### 2. Compute efficiency", "### 3. Data pipeline",
                     "### 4. Inference", "### 5. Memory", "### 6. CPU budget"):  # fmt: skip
         assert heading in text
