@@ -190,6 +190,15 @@ def _epoch_start(record: dict) -> float:
     return sum(record["first"]) / len(record["first"])
 
 
+def _overhead_run(settings: Settings, work: Path, output: str, device: str) -> dict:
+    """Overrides of the bundle runs that sections 1 and 6 time: their dataset, epochs, a validation every epoch,
+    no early stop and no published model."""
+    data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
+    return {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs,
+            "output_dir": str(work / output), "publish_model": False, "early_stop_patience": 0,
+            "val_interval": 1, "device": device}  # fmt: skip
+
+
 def overhead(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[dict], dict]:
     """Bundle (monai.bundle config, Ignite, handlers, cached data) against a bare loop doing the same work.
 
@@ -198,10 +207,7 @@ def overhead(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[
     workers): ``data_pipeline_ratio`` is what the data pipeline costs on cores it shares with the compute.
     Also returns the bundle's data wait with the cache on and off.
     """
-    data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
-    base = {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs,
-            "output_dir": str(work / "runs"), "publish_model": False, "early_stop_patience": 0,
-            "val_interval": 1, "device": device}  # fmt: skip
+    base = _overhead_run(settings, work, "runs", device)
 
     def measure(kind):
         if kind == "bundle":
@@ -348,10 +354,7 @@ def cpu_budget(settings: Settings, work: Path, device: str = "cpu") -> list[dict
     """Bundle training and validation throughput for each (DataLoader workers, torch threads) pair on the
     overhead section's data (cache in memory): the workers' augmentation and the compute threads share the
     cores, so more of either can be slower. The first pair is the reference of ``speedup``."""
-    data = synthetic_dataset(work, *settings.overhead_cases, voxel_mm=2.0 if settings is FULL else 3.0)
-    base = {**settings.overhead, "dataset_dir": str(data), "epochs": settings.overhead_epochs, "cache": "memory",
-            "output_dir": str(work / "runs_budget"), "publish_model": False, "early_stop_patience": 0,
-            "val_interval": 1, "device": device}  # fmt: skip
+    base = {**_overhead_run(settings, work, "runs_budget", device), "cache": "memory"}
 
     def measure(pair):
         workers, threads = pair
