@@ -55,18 +55,18 @@ def _stacked_case(path: Path) -> Path:
 
 
 def _bundle_probabilities(bundle: Path, case: Path) -> np.ndarray:
-    """The bundle's own inference.json pipeline: preprocessing, network, postprocessing."""
+    """The bundle's own inference.json pipeline: preprocessing, inferer (its autocast and layout), postprocessing."""
     with bundle_importable(bundle):
         from monai.bundle import ConfigParser
 
         parser = ConfigParser()
         parser.read_config(str(bundle / "configs" / "inference.json"))
         parser.update({"bundle_root": str(bundle), "device": "cpu"})
-        network = parser.get_parsed_content("network_def", lazy=False).eval()
+        network = parser.get_parsed_content("network", lazy=False).eval()
         network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
         data = parser.get_parsed_content("preprocessing")({"image": str(case)})
         with torch.no_grad():
-            data["pred"] = network(data["image"][None].float())[0]
+            data["pred"] = parser.get_parsed_content("inferer")(data["image"][None].float(), network)[0]
         return np.asarray(parser.get_parsed_content("postprocessing")(data)["pred"])
 
 
