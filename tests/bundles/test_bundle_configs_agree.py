@@ -42,7 +42,9 @@ SWIN_ONLY = {
     "pooling",
     "head",
     "head_dropout",
-    "multiscale",
+    "pooled_stages",
+    "use_v2",
+    "normalize",
     "encoder_dropout",
     "use_checkpoint",
 }

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import BUNDLES, copy_bundle, import_bundle_scripts, run_bundle, run_in_bundle
+from monai.bundle import ConfigParser
 from monai.transforms import Compose
 from torch import nn
 
@@ -147,7 +148,11 @@ def test_swin_default_layer_gives_a_map_at_a_larger_input(tmp_path):
     config = json.loads((BUNDLES / "swin_unetr_cls" / "configs" / "inference.json").read_text())
     torch.manual_seed(0)
     net = import_bundle_scripts("swin_unetr_cls", "networks").SwinEncoderClassifier(feature_size=12)
-    saver = SaliencySaver(net, preprocessing_transforms(64, keep_meta=True), str(tmp_path), config["saliency_layer"])
+    layer = ConfigParser({k: config[k] for k in ("saliency_layer", "pooled_stages")}).get_parsed_content(
+        "saliency_layer"
+    )
+    assert layer == "swinViT.layers4.0"  # the deepest stage, which the default network pools
+    saver = SaliencySaver(net, preprocessing_transforms(64, keep_meta=True), str(tmp_path), layer)
     saliency = saver.compute(torch.randn(4, 64, 64, 64))
     assert tuple(saliency.shape) == (1, 64, 64, 64)
     assert saliency.min() >= 0 and saliency.max() > 0 and saliency.std() > 0  # 2^3 map: not constant

@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import REPO, copy_bundle, failure_text, only_run_dir, read_csv, run_bundle, run_in_bundle
 
+from brats_grading.recipes import RECIPES, cli_args
 from brats_grading.zoo.export import ExportError, export_bundle
 from brats_grading.zoo.static_checks import file_hash
 from brats_grading.zoo.verify import verify_bundle
@@ -19,7 +20,15 @@ from brats_grading.zoo.verify import verify_bundle
 pytestmark = pytest.mark.slow
 BUNDLE = "swin_unetr_cls"
 
-SMALL = ["--spatial_size", "[32,32,32]", "--feature_size", "12", "--num_workers", "0"]
+# the CPU recipe's network (shallow stages, max pooling, v2, no layer norm) at feature size 12: its keys must
+# reach evaluation, export and the unzipped bundle's inference
+SMALL = [
+    "--spatial_size",
+    "[32,32,32]",
+    *cli_args({**RECIPES[BUNDLE].network, "feature_size": 12}),
+    "--num_workers",
+    "0",
+]
 
 
 def _bundle_files(bundle: Path) -> dict[str, int]:
@@ -53,6 +62,7 @@ def test_train_writes_checkpoints_and_metrics(trained):
     assert metrics["final"]["source"] in ("val", "val_ema") and metrics["final"]["auc"] is not None
     weights = torch.load(trained / "checkpoints" / "best.pt", weights_only=True)["model"]
     assert all(k.startswith(("swinViT.", "head.")) for k in weights)
+    assert any(".layers1c." in k for k in weights) and not any(".layers2" in k for k in weights)  # v2, stages 0-1
 
 
 def test_weighted_sampler_balances_a_2_8_to_1_training_set(bundle, small_brats):
@@ -129,7 +139,14 @@ def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, 
     source = copy_bundle("swin_unetr_cls", tmp_path / "source")
     summary = export_bundle(source, trained, tmp_path / "dist")
     assert summary["torchscript"] == "traced"
-    assert summary["carried_settings"]["feature_size"] == 12 and summary["carried_settings"]["spatial_size"] == [32] * 3
+    carried = summary["carried_settings"]
+    assert carried["feature_size"] == 12 and carried["spatial_size"] == [32] * 3
+    assert {k: carried[k] for k in RECIPES[BUNDLE].network if k != "feature_size"} == {
+        "use_v2": True,
+        "pooled_stages": [0, 1],
+        "pooling": "max",
+        "normalize": False,
+    }
     large = (source / "large_files.yml").read_text()
     assert f'hash_val: "{file_hash(source / "models" / "model.pt")}"' in large and "REPLACE-WITH" in large
     checks = {r.name: r for r in verify_bundle(source, only=["files", "torchscript", "file sizes", "formatting"])}

@@ -50,19 +50,64 @@ def _published_checkpoint(path: Path, feature_size: int = FS, in_channels: int =
     return source
 
 
-@pytest.mark.parametrize("multiscale", [False, True])
+@pytest.mark.parametrize("pooled_stages", [(4,), (2, 3, 4), (0, 1)])
 @pytest.mark.parametrize("head", ["linear", "mlp"])
-@pytest.mark.parametrize("pooling", ["avg", "attention"])
-def test_output_shape_for_every_option(pooling: str, head: str, multiscale: bool) -> None:
-    model = _model(pooling=pooling, head=head, multiscale=multiscale).eval()
+@pytest.mark.parametrize("pooling", ["avg", "max", "attention"])
+def test_output_shape_for_every_option(pooling: str, head: str, pooled_stages: tuple) -> None:
+    model = _model(pooling=pooling, head=head, pooled_stages=pooled_stages).eval()
     with torch.no_grad():
         logits = model(_input(batch=2))
     assert logits.shape == (2, 2)
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("use_v2", [False, True])
+def test_encode_equals_monais_encoder_forward(use_v2: bool) -> None:
+    """``encode`` re-implements ``SwinTransformer.forward`` so it can stop early; with every stage it must agree."""
+    model = _model(use_v2=use_v2).eval()
+    x = _input()
+    with torch.no_grad():
+        ours, monai_hidden = model.encode(x), model.swinViT(x, model.normalize)
+    assert len(ours) == len(monai_hidden) == 5
+    for a, b in zip(ours, monai_hidden, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_shallow_pooled_stages_build_and_run_only_the_stages_they_use() -> None:
+    shallow = _model(use_v2=True, pooled_stages=(0, 1), pooling="max")
+    names = list(shallow.state_dict())
+    assert any(n.startswith("swinViT.layers1.0.") for n in names)
+    assert not [n for n in names if n.startswith(("swinViT.layers2", "swinViT.layers3", "swinViT.layers4"))]
+    # the same weights in a full encoder give the same first two hidden states
+    full = _model(use_v2=True, seed=1)
+    encoder = {k: v for k, v in shallow.state_dict().items() if k.startswith("swinViT.")}
+    missing, unexpected = full.load_state_dict(encoder, strict=False)
+    assert not unexpected and all(k.startswith(("swinViT.layers", "head.")) for k in missing)
+    x = _input()
+    with torch.no_grad():
+        torch.testing.assert_close(shallow.encode(x), full.encode(x)[:2], rtol=0, atol=0)
+    # every parameter gets a gradient (DistributedDataParallel fails on unused ones)
+    shallow(x).sum().backward()
+    assert all(p.grad is not None for p in shallow.parameters())
+    # only two patch merges: 8^3 input is enough
+    assert shallow(_input(size=8)).shape == (1, 2)
+
+
+@pytest.mark.parametrize("stages", [(), (1, 1), (5,), (-1, 2)])
+def test_invalid_pooled_stages_are_refused(stages: tuple) -> None:
+    with pytest.raises(ValueError, match="pooled_stages"):
+        _model(pooled_stages=stages)
+
+
+def test_max_pooling_keeps_a_single_bright_voxel() -> None:
+    features = torch.zeros(2, 3, 4, 4, 4)
+    features[0, 1, 2, 3, 0] = 5.0
+    pooled = networks.build_pool("max", 3)(features)
+    assert pooled.tolist() == [[0.0, 5.0, 0.0], [0.0, 0.0, 0.0]]
+
+
 def test_no_decoder_parameters() -> None:
-    model = _model(pooling="attention", multiscale=True)
+    model = _model(pooling="attention", pooled_stages=(2, 3, 4))
     names = list(model.state_dict())
     decoder_prefixes = ("encoder1.", "encoder2.", "encoder3.", "encoder4.", "encoder10.", "decoder", "out.")
     assert not [n for n in names if n.startswith(decoder_prefixes)]
@@ -92,7 +137,7 @@ def test_spatial_size_not_divisible_by_32_raises() -> None:
 
 def test_invalid_pooling_and_head_raise() -> None:
     with pytest.raises(ValueError, match="pooling must be one of"):
-        _model(pooling="max")
+        _model(pooling="median")
     with pytest.raises(ValueError, match="head must be one of"):
         _model(head="transformer")
 
@@ -262,7 +307,7 @@ def test_pretrained_path_argument_loads_ssl_weights(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.save/load and numpy notices
 def test_traced_model_saved_and_reloaded_matches_eager(tmp_path: Path) -> None:
-    model = _model(pooling="attention", head="mlp", multiscale=True).eval()
+    model = _model(pooling="attention", head="mlp", pooled_stages=(2, 3, 4)).eval()
     x = _input()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -275,3 +320,17 @@ def test_traced_model_saved_and_reloaded_matches_eager(tmp_path: Path) -> None:
         expected = model(x)
         actual = loaded(x)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooled_stages", [[4], [2, 3, 4], [0, 1], [0]])
+def test_saliency_layer_is_the_deepest_stage_the_network_runs(pooled_stages: list) -> None:
+    inference = json.loads((BUNDLES / "swin_unetr_cls" / "configs" / "inference.json").read_text())
+    parser = ConfigParser({k: inference[k] for k in ("saliency_layer", "pooled_stages")})
+    parser["pooled_stages"] = pooled_stages
+    layer = parser.get_parsed_content("saliency_layer")
+    model = _model(pooled_stages=pooled_stages)
+    captured = []
+    dict(model.named_modules())[layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        model(_input())
+    assert captured[0].ndim == 5  # a channel-first map Grad-CAM can use

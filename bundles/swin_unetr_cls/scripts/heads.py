@@ -9,9 +9,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HEAD_TYPES", "POOLING_TYPES", "AttentionPool3d", "GlobalAvgPool3d", "build_head", "build_pool"]
+__all__ = [
+    "HEAD_TYPES",
+    "POOLING_TYPES",
+    "AttentionPool3d",
+    "GlobalAvgPool3d",
+    "GlobalMaxPool3d",
+    "build_head",
+    "build_pool",
+]
 
-POOLING_TYPES = ("avg", "attention")
+POOLING_TYPES = ("avg", "max", "attention")
 HEAD_TYPES = ("linear", "mlp")
 
 
@@ -20,6 +28,17 @@ class GlobalAvgPool3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3, 4))
+
+
+class GlobalMaxPool3d(nn.Module):
+    """Maximum over all voxels: (B, C, D, H, W) -> (B, C).
+
+    A small, bright finding (an enhancing rim) decides the grade; averaging dilutes it over the whole brain,
+    the maximum keeps it whatever its size. Parameter-free.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3, 4))
 
 
 class AttentionPool3d(nn.Module):
@@ -50,11 +69,14 @@ def build_pool(kind: str, channels: int) -> nn.Module:
     """Create a global pooling module.
 
     Args:
-        kind: ``"avg"`` (mean over voxels) or ``"attention"`` (:class:`AttentionPool3d`).
+        kind: ``"avg"`` (mean over voxels), ``"max"`` (maximum over voxels) or ``"attention"``
+            (:class:`AttentionPool3d`).
         channels: number of feature channels entering the pooling.
     """
     if kind == "avg":
         return GlobalAvgPool3d()
+    if kind == "max":
+        return GlobalMaxPool3d()
     if kind == "attention":
         return AttentionPool3d(channels)
     raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {kind!r}.")

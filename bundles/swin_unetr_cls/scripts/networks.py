@@ -28,11 +28,10 @@ from .ssl_weights import ENCODER_PREFIX, load_ssl_weights
 
 __all__ = ["ENCODER_PREFIX", "AttentionPool3d", "GlobalAvgPool3d", "SwinEncoderClassifier", "build_head", "build_pool"]
 
-#: indices into the encoder's five hidden states used by the classifier. The single-scale model uses only the
-#: deepest stage (16 * feature_size channels, 1/32 resolution); ``multiscale=True`` fuses the last three
-#: stages (4x, 8x and 16x feature_size channels at 1/8, 1/16 and 1/32 resolution), i.e. 28 * feature_size.
-SINGLE_SCALE_STAGES = (4,)
-MULTISCALE_STAGES = (2, 3, 4)
+#: the encoder's five hidden states: 0 is the patch embedding (feature_size channels, 1/patch_size resolution),
+#: stage i > 0 has ``feature_size * 2**i`` channels at half the resolution of stage i - 1. SwinUNETR's
+#: classifier default pools only the deepest (4); ``(2, 3, 4)`` fuses the last three.
+DEEPEST_STAGE = 4
 NUM_STAGES = 4
 
 
@@ -41,11 +40,18 @@ def _check_rate(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value}.")
 
 
+def _check_stages(stages: Sequence[int]) -> tuple[int, ...]:
+    chosen = tuple(int(s) for s in stages)
+    if not chosen or len(set(chosen)) != len(chosen) or any(not 0 <= s <= DEEPEST_STAGE for s in chosen):
+        raise ValueError(f"pooled_stages must be distinct stages in 0..{DEEPEST_STAGE}, got {list(stages)}.")
+    return tuple(sorted(chosen))
+
+
 class SwinEncoderClassifier(nn.Module):
     """Swin UNETR encoder (``swinViT``) + global pooling + classification head; returns logits (B, num_classes).
 
-    Input: (B, in_channels, D, H, W) with every spatial size divisible by ``patch_size * 2**4`` (32 for the
-    default patch size 2), because the encoder halves the resolution four times after the patch embedding.
+    Input: (B, in_channels, D, H, W) with every spatial size divisible by ``patch_size * 2**max(pooled_stages)``
+    (32 for the defaults), because each encoder stage after the patch embedding halves the resolution.
 
     Args:
         in_channels: number of MRI modalities (4: T1, T1ce, T2, FLAIR).
@@ -66,12 +72,14 @@ class SwinEncoderClassifier(nn.Module):
             to trade time for memory (measured in docs/README.md, Memory).
         use_v2: SwinUNETR-v2 encoder (adds a residual conv block before each stage).
         downsample: patch-merging variant, ``"merging"`` (SwinUNETR default) or ``"mergingv2"``.
-        pooling: ``"avg"`` or ``"attention"`` (learned 1x1x1-conv attention over voxels).
+        pooling: ``"avg"``, ``"max"`` (keeps a small bright finding) or ``"attention"`` (learned 1x1x1-conv
+            attention over voxels).
         head: ``"linear"`` (Dropout + Linear) or ``"mlp"`` (Linear(head_hidden) + ReLU + Dropout + Linear).
         head_dropout: dropout probability in the head.
         head_hidden: hidden width of the ``"mlp"`` head.
-        multiscale: pool the last three hidden states (stages 2, 3, 4: 4x, 8x, 16x feature_size channels) and
-            concatenate them before the head, instead of pooling only the deepest one.
+        pooled_stages: hidden states (0..4) pooled and concatenated before the head. The encoder runs only up
+            to the deepest one: with ``(0, 1)`` stages 2-4 are neither built nor computed, so no parameter goes
+            without a gradient (DistributedDataParallel needs that) and the state dict holds only the layers used.
         use_flash_attention: compute window attention with PyTorch's fused ``scaled_dot_product_attention``
             when autograd is off (inference under ``torch.no_grad()``); same result. Training is unaffected.
         pretrained_path: optional path of Swin UNETR self-supervised weights; when non-empty the encoder is
@@ -101,7 +109,7 @@ class SwinEncoderClassifier(nn.Module):
         head: str = "linear",
         head_dropout: float = 0.4,
         head_hidden: int = 256,
-        multiscale: bool = False,
+        pooled_stages: Sequence[int] = (DEEPEST_STAGE,),
         use_flash_attention: bool = False,
         pretrained_path: str | None = "",
     ) -> None:
@@ -130,8 +138,9 @@ class SwinEncoderClassifier(nn.Module):
         self.feature_size = feature_size
         self.patch_size = patch_size
         self.normalize = normalize
-        self.multiscale = multiscale
-        self.size_divisor = patch_size * 2**NUM_STAGES
+        self.pooled_stages = _check_stages(pooled_stages)
+        self.encoded_stages = max(self.pooled_stages)
+        self.size_divisor = patch_size * 2**self.encoded_stages
 
         # Same arguments as SwinUNETR.__init__ passes to its encoder, so weights are interchangeable.
         self.swinViT = SwinTransformer(
@@ -155,8 +164,11 @@ class SwinEncoderClassifier(nn.Module):
             use_flash_attention=use_flash_attention,
         )
 
-        self.stages = MULTISCALE_STAGES if multiscale else SINGLE_SCALE_STAGES
-        stage_channels = [self.stage_channels(i) for i in self.stages]
+        for stage in range(self.encoded_stages + 1, NUM_STAGES + 1):  # never run: not built
+            setattr(self.swinViT, f"layers{stage}", nn.ModuleList())
+            if use_v2:
+                setattr(self.swinViT, f"layers{stage}c", nn.ModuleList())
+        stage_channels = [self.stage_channels(i) for i in self.pooled_stages]
         self.pools = nn.ModuleList([build_pool(pooling, c) for c in stage_channels])
         self.num_features = sum(stage_channels)
         self.head = build_head(head, self.num_features, num_classes, head_dropout, head_hidden)
@@ -178,18 +190,30 @@ class SwinEncoderClassifier(nn.Module):
         spatial = tuple(int(s) for s in x.shape[2:])
         if any(s % self.size_divisor for s in spatial):
             raise ValueError(
-                f"every spatial size must be divisible by {self.size_divisor} (patch_size {self.patch_size} x 2**4 "
-                f"patch merges), got spatial shape {spatial}; crop or pad the input, e.g. to 128x128x128."
+                f"every spatial size must be divisible by {self.size_divisor} (patch_size {self.patch_size} x "
+                f"2**{self.encoded_stages} patch merges), got spatial shape {spatial}; crop or pad the input, e.g. to "
+                "128x128x128."
             )
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The encoder's five hidden states (stage 0..4), stage i with ``feature_size * 2**i`` channels."""
-        return self.swinViT(x, self.normalize)
+        """The encoder's hidden states 0..max(pooled_stages), stage i with ``feature_size * 2**i`` channels.
+
+        The same steps as ``SwinTransformer.forward``, stopped after the deepest pooled stage.
+        """
+        encoder = self.swinViT
+        x = encoder.pos_drop(encoder.patch_embed(x))
+        hidden = [encoder.proj_out(x, self.normalize)]
+        for stage in range(1, self.encoded_stages + 1):
+            if encoder.use_v2:
+                x = getattr(encoder, f"layers{stage}c")[0](x.contiguous())
+            x = getattr(encoder, f"layers{stage}")[0](x.contiguous())
+            hidden.append(encoder.proj_out(x, self.normalize))
+        return hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and not torch.jit.is_scripting():
             self.check_input(x)
         hidden = self.encode(x)
-        pooled = [pool(hidden[stage]) for stage, pool in zip(self.stages, self.pools, strict=True)]
+        pooled = [pool(hidden[stage]) for stage, pool in zip(self.pooled_stages, self.pools, strict=True)]
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
         return self.head(features)
