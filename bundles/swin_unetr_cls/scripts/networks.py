@@ -23,15 +23,23 @@ from monai.networks.nets.swin_unetr import MERGING_MODE, SwinTransformer
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from .heads import HEAD_TYPES, POOLING_TYPES, AttentionPool3d, GlobalAvgPool3d, build_head, build_pool
+from .heads import HEAD_TYPES, POOLING_TYPES, AttentionPool3d, GlobalAvgPool3d, GlobalMaxPool3d, build_head, build_pool
 from .ssl_weights import ENCODER_PREFIX, load_ssl_weights
 
-__all__ = ["ENCODER_PREFIX", "AttentionPool3d", "GlobalAvgPool3d", "SwinEncoderClassifier", "build_head", "build_pool"]
+__all__ = [
+    "ENCODER_PREFIX",
+    "AttentionPool3d",
+    "GlobalAvgPool3d",
+    "GlobalMaxPool3d",
+    "SwinEncoderClassifier",
+    "build_head",
+    "build_pool",
+]
 
-#: the encoder's five hidden states: 0 is the patch embedding (feature_size channels, 1/patch_size resolution),
-#: stage i > 0 has ``feature_size * 2**i`` channels at half the resolution of stage i - 1. SwinUNETR's
-#: classifier default pools only the deepest (4); ``(2, 3, 4)`` fuses the last three.
-DEEPEST_STAGE = 4
+#: Swin stages after the patch embedding. The encoder's hidden states are 0..NUM_STAGES: 0 is the patch
+#: embedding (feature_size channels, 1/patch_size resolution), state i > 0 has ``feature_size * 2**i`` channels
+#: at half the resolution of state i - 1. SwinUNETR's classifier default pools only the deepest; ``(2, 3, 4)``
+#: fuses the last three.
 NUM_STAGES = 4
 
 
@@ -42,8 +50,8 @@ def _check_rate(name: str, value: float) -> None:
 
 def _check_stages(stages: Sequence[int]) -> tuple[int, ...]:
     chosen = tuple(int(s) for s in stages)
-    if not chosen or len(set(chosen)) != len(chosen) or any(not 0 <= s <= DEEPEST_STAGE for s in chosen):
-        raise ValueError(f"pooled_stages must be distinct stages in 0..{DEEPEST_STAGE}, got {list(stages)}.")
+    if not chosen or len(set(chosen)) != len(chosen) or any(not 0 <= s <= NUM_STAGES for s in chosen):
+        raise ValueError(f"pooled_stages must be distinct stages in 0..{NUM_STAGES}, got {list(stages)}.")
     return tuple(sorted(chosen))
 
 
@@ -109,7 +117,7 @@ class SwinEncoderClassifier(nn.Module):
         head: str = "linear",
         head_dropout: float = 0.4,
         head_hidden: int = 256,
-        pooled_stages: Sequence[int] = (DEEPEST_STAGE,),
+        pooled_stages: Sequence[int] = (NUM_STAGES,),
         use_flash_attention: bool = False,
         pretrained_path: str | None = "",
     ) -> None:
