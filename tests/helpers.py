@@ -104,29 +104,44 @@ ITERATION_LOG = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+) --")
 
 
 def interrupt_training(
-    bundle_dir: Path, config_files: list[str], *overrides: str, at_iteration: int, signal_number: int
+    bundle_dir: Path,
+    config_files: list[str],
+    *overrides: str,
+    signal_number: int,
+    at_iteration: int | None = None,
+    pause_at: str | None = None,
 ) -> tuple[int, str]:
-    """Start a bundle run and send it ``signal_number`` once it logs global iteration ``at_iteration``.
+    """Start a bundle run and send it ``signal_number`` at a point it cannot pass before the signal lands.
 
-    Returns the exit status and the whole output. Iterations are counted from MONAI's ``StatsHandler``
-    lines ("Epoch: e/E, Iter: i/n"), read as they are written, so the run logs every iteration
-    (``log_interval`` 1; the bundles' default logs every 10th).
+    With ``pause_at`` ("<point>:<count>", see the components' ``fault_injection.py``) the run waits at that
+    point, prints ``paused at <point> <count>``, and the signal is sent when that line appears: the run is
+    stopped exactly there. With only ``at_iteration`` it is sent once MONAI's ``StatsHandler`` logs that
+    global iteration ("Epoch: e/E, Iter: i/n"; the run logs every iteration), while the run goes on.
+    Returns the exit status and the whole output.
     """
     cmd, env = bundle_command(bundle_dir, config_files, *overrides, "--log_interval", "1")
     env["PYTHONUNBUFFERED"] = "1"
+    if pause_at:
+        env[PAUSE_VARIABLE] = pause_at
     process = subprocess.Popen(
         cmd, cwd=bundle_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines = []
     assert process.stdout is not None
+    paused = f"paused at {pause_at.replace(':', ' ')}" if pause_at else None
     for line in process.stdout:
         lines.append(line)
         found = ITERATION_LOG.search(line)
-        if found and (int(found[1]) - 1) * int(found[3]) + int(found[2]) >= at_iteration:
+        reached = found and (int(found[1]) - 1) * int(found[3]) + int(found[2]) >= (at_iteration or 0)
+        if (paused and line.startswith(paused)) or (not paused and reached):
             process.send_signal(signal_number)
             break
     lines.extend(process.stdout)
     return process.wait(timeout=600), "".join(lines)
+
+
+#: the environment variable of the components' pause points (``fault_injection.py``)
+PAUSE_VARIABLE = "BRATS_GRADING_PAUSE_AT"
 
 
 def run_evaluation(bundle_dir: Path, dataset_dir: Path, output_dir: Path, *overrides: str, fold: int = 0) -> Path:

@@ -169,19 +169,12 @@ def _killed_at() -> int:
     return random.SystemRandom().randint(9, 23)
 
 
-def test_a_run_killed_at_a_random_iteration_resumes_to_the_uninterrupted_result(bundle, small_brats, trained, tmp_path):
-    """SIGKILL mid-run (possibly mid-save), then ``--resume True``: same weights, best models and metrics."""
-    output = tmp_path / "resume"
-    args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
-    at = _killed_at()
-    status, log = interrupt_training(bundle, ["train.json"], *args, at_iteration=at, signal_number=signal.SIGKILL)
-    assert status == -signal.SIGKILL, (at, log[-2000:])
+def _resume_and_compare(bundle: Path, args: list[str], output: Path, trained: Path, at) -> None:
+    """``--resume True`` continues the interrupted run in its folder to the uninterrupted run's result."""
     interrupted = _run_dir(output)
-    state = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)["trainer"]
-    epochs_done, rest = divmod(state["iteration"], state["epoch_length"])  # ignite saves the iteration count
-    assert rest == 0 and epochs_done in (1, 2), (at, state)
-    run_bundle(bundle, ["train.json"], *args, "--resume", "True")
+    resumed_run = run_bundle(bundle, ["train.json"], *args, "--resume", "True")
     assert _run_dir(output) == interrupted  # continued in the same folder
+    assert f"resume: continuing run {interrupted}" in resumed_run.stdout + resumed_run.stderr
     resumed = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=True)
     uninterrupted = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
@@ -203,16 +196,53 @@ def test_a_run_killed_at_a_random_iteration_resumes_to_the_uninterrupted_result(
     assert ra["final"]["auc"] == pytest.approx(rb["final"]["auc"])
 
 
-def test_ctrl_c_stops_cleanly_naming_the_checkpoint_to_resume_from(bundle, small_brats, tmp_path):
-    output = tmp_path / "ctrl_c"
+def test_a_run_killed_at_a_random_iteration_resumes_to_the_uninterrupted_result(bundle, small_brats, trained, tmp_path):
+    """SIGKILL mid-run (possibly mid-save), then ``--resume True``: same weights, best models and metrics."""
+    output = tmp_path / "resume"
     args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
     at = _killed_at()
-    status, log = interrupt_training(bundle, ["train.json"], *args, at_iteration=at, signal_number=signal.SIGINT)
-    assert status == 130, (at, log[-3000:])
+    status, log = interrupt_training(bundle, ["train.json"], *args, at_iteration=at, signal_number=signal.SIGKILL)
+    assert status == -signal.SIGKILL, (at, log[-2000:])
+    state = torch.load(_run_dir(output) / "checkpoints" / "last.pt", weights_only=True)["trainer"]
+    epochs_done, rest = divmod(state["iteration"], state["epoch_length"])  # ignite saves the iteration count
+    assert rest == 0 and epochs_done in (1, 2), (at, state)
+    _resume_and_compare(bundle, args, output, trained, at)
+
+
+def test_a_kill_while_last_pt_is_replaced_leaves_the_previous_one_and_resumes_exactly(
+    bundle, small_brats, trained, tmp_path
+):
+    """SIGKILL after epoch 2's checkpoint is written but before it replaces epoch 1's: epoch 1's is still there."""
+    output = tmp_path / "window"
+    args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
+    status, log = interrupt_training(
+        bundle, ["train.json"], *args, pause_at="replace_last.pt:2", signal_number=signal.SIGKILL
+    )
+    assert status == -signal.SIGKILL, log[-2000:]
+    checkpoints = _run_dir(output) / "checkpoints"
+    assert (checkpoints / ".last.pt.partial").is_file()  # the kill did land inside the replacement
+    state = torch.load(checkpoints / "last.pt", weights_only=True)["trainer"]
+    assert state["iteration"] == state["epoch_length"]  # epoch 1's checkpoint, complete
+    _resume_and_compare(bundle, args, output, trained, "replace_last.pt:2")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_and_sigterm_stop_cleanly_naming_the_checkpoint_to_resume_from(
+    bundle, small_brats, tmp_path, signal_number
+):
+    """The run waits after iteration ``at`` until the signal lands: it stops there, whatever the machine's load."""
+    output = tmp_path / f"stop_{signal_number}"
+    args = ["--dataset_dir", str(small_brats), "--output_dir", str(output), *TRAIN, "--publish_model", "False"]
+    at = _killed_at()
+    status, log = interrupt_training(
+        bundle, ["train.json"], *args, pause_at=f"iteration:{at}", signal_number=signal_number
+    )
+    assert status == 128 + signal_number, (at, log[-3000:])
     assert "Traceback" not in log, (at, log[-3000:])
     last = _run_dir(output) / "checkpoints" / "last.pt"
-    assert f"last complete checkpoint: {last}" in log, at
-    assert torch.load(last, weights_only=True)["trainer"]["iteration"] >= 8
+    assert log.strip().splitlines()[-1].endswith(f"last complete checkpoint: {last} (resume with --resume True)"), at
+    assert f"interrupted in epoch {at // 8 + 1} after iteration {at};" in log, at
+    assert torch.load(last, weights_only=True)["trainer"]["iteration"] == (at // 8) * 8  # the epochs completed
 
 
 def test_bundle_properties_and_loss_optimizer_options_resolve(bundle, small_brats):

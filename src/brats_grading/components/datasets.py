@@ -6,6 +6,8 @@ inference over hundreds of patients finish when one case is broken, and say whic
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from monai.data import Dataset
 
 from .validation import DataValidationError, check_case_data, check_case_headers, one_line
 
-__all__ = ["CACHE_MODES", "FAILURE_KEY", "GuardedDataset", "cached_dataset", "loader_workers"]
+__all__ = ["CACHE_MODES", "FAILURE_KEY", "GuardedDataset", "cached_dataset", "content_hashing", "loader_workers"]
 
 CACHE_MODES: tuple[str, ...] = ("disk", "memory", "none")
 #: key of the reason a case could not be prepared ("" for a good case)
@@ -24,18 +26,53 @@ def cached_dataset(data: Sequence[dict], transform, cache: str = "disk", cache_d
     """A MONAI dataset that caches the deterministic preprocessing: on ``disk`` (default), in ``memory``, or ``none``.
 
     A preprocessed 128^3 case is 32 MiB in float32, so all of BraTS 2018 is ~9 GiB: disk by default.
-    The disk cache key includes the transforms, so changing ``spatial_size`` never reuses stale files.
+    The disk cache key includes the transforms, so changing ``spatial_size`` never reuses stale files, and
+    each file's content identity (:func:`content_hashing`), so a case replaced in place is preprocessed again.
     """
     from monai.data import CacheDataset, PersistentDataset
     from monai.data.utils import json_hashing
 
     if cache == "disk":
-        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir, hash_transform=json_hashing)
+        return PersistentDataset(
+            data=data, transform=transform, cache_dir=cache_dir, hash_func=content_hashing, hash_transform=json_hashing
+        )
     if cache == "memory":
         return CacheDataset(data=data, transform=transform, num_workers=None, progress=False)
     if cache == "none":
         return Dataset(data=data, transform=transform)
     raise ValueError(f"cache '{cache}' must be one of {CACHE_MODES}")
+
+
+#: bytes of each file hashed for its content identity (a NIfTI header and the start of its data)
+IDENTITY_BYTES = 1 << 16
+_identities: dict[tuple, str] = {}
+
+
+def content_hashing(record: dict) -> bytes:
+    """Disk-cache key of a record: the record itself and, for each file it names, its size, modification
+    time and a SHA-256 of its first 64 KiB (its header and the start of its data).
+
+    MONAI keys ``PersistentDataset`` entries by the record (paths, id, label) alone, so replacing a case's
+    files under the same names would serve the old tensors. A file's hash is computed once per process for
+    each (path, inode, size, mtime, ctime): later epochs only ``stat`` it.
+    """
+    from monai.data.utils import pickle_hashing
+
+    files = record.get("image", [])
+    identity = [_file_identity(f) for f in ([files] if isinstance(files, str) else files)]
+    return pickle_hashing({"record": record, "files": identity})
+
+
+def _file_identity(path: str) -> tuple:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (str(path), None)  # a missing file: the transform raises, naming it
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)  # any write moves ctime
+    if key not in _identities:
+        with open(path, "rb") as handle:
+            _identities[key] = hashlib.sha256(handle.read(IDENTITY_BYTES)).hexdigest()
+    return (stat.st_size, stat.st_mtime_ns, _identities[key])
 
 
 def loader_workers(device: str, cache: str, otherwise: int = 4) -> int:

@@ -15,7 +15,15 @@ import torch
 
 from .checkpoints import load_weights
 
-__all__ = ["CheckpointMismatchError", "ConfigKeyError", "check_checkpoint", "check_config_keys", "check_writable"]
+__all__ = [
+    "CheckpointMismatchError",
+    "ConfigKeyError",
+    "TrainingSetupError",
+    "check_batches",
+    "check_checkpoint",
+    "check_config_keys",
+    "check_writable",
+]
 
 #: keys monai.bundle adds to every parsed config
 BUNDLE_KEYS: tuple[str, ...] = ("_meta_",)
@@ -67,6 +75,22 @@ def check_config_keys(allow_unknown: bool = False, config_dir: str | Path | None
             "Check the spelling of overrides, or pass --allow_unknown_keys True to keep extra keys"
         )
     return unknown
+
+
+class TrainingSetupError(ValueError):
+    """Training settings that would run and produce nothing."""
+
+
+def check_batches(batches: int, batch_size: int, cases: int, fold: int | None = None) -> int:
+    """Refuse a training loader with no batch: ``drop_last`` drops a last batch smaller than ``batch_size``,
+    so a ``batch_size`` above the training cases (per process) would train nothing and exit 0."""
+    if batches < 1:
+        where = f" of fold {fold}" if fold is not None else ""
+        raise TrainingSetupError(
+            f"batch_size {batch_size} is larger than the {cases} training cases{where} (per process): no batch "
+            "would run and nothing would be trained. Lower --batch_size"
+        )
+    return batches
 
 
 def check_writable(folder: str | Path, what: str = "output_dir") -> str:

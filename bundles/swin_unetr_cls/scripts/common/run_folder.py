@@ -102,12 +102,32 @@ def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequen
 
 
 def latest_checkpoint(output_dir: str | Path, fold: int | None = None, filename: str = "last.pt") -> str:
-    """``last.pt`` of the newest run of ``fold`` (``resume: true``); an error when there is none."""
+    """``last.pt`` of the newest run of ``fold`` (``resume: true``); an error when that run has none.
+
+    The newest run is the newest folder, not the newest checkpoint: a run killed before its first epoch
+    ended has no ``last.pt``, and continuing an older run in its place would be a silent jump to other work.
+    """
     parent = Path(output_dir) / (f"fold_{fold}" if fold is not None else "all")
-    candidates = sorted(parent.glob(f"run_*/checkpoints/{filename}"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise FileNotFoundError(f"resume: no {filename} under {parent}/run_*/checkpoints")
-    return str(candidates[-1])
+    runs = sorted((p for p in parent.glob("run_*") if p.is_dir()), key=_run_order)
+    if not runs:
+        raise FileNotFoundError(f"resume: no run folder under {parent} to resume (train without --resume first)")
+    checkpoint = runs[-1] / "checkpoints" / filename
+    if not checkpoint.is_file():
+        older = [r / "checkpoints" / filename for r in runs[:-1] if (r / "checkpoints" / filename).is_file()]
+        hint = f"; to continue an older run, pass --resume_from {older[-1]}" if older else ""
+        raise FileNotFoundError(
+            f"resume: the newest run {runs[-1]} has no checkpoints/{filename} (stopped before its first epoch "
+            f"ended): train it again without --resume{hint}"
+        )
+    return str(checkpoint)
+
+
+def _run_order(run: Path) -> tuple[str, int]:
+    """Run folders by creation: ``run_<time>`` then ``run_<time>_1``, ``_2``... (``unused_path``'s suffixes)."""
+    stem, _, suffix = run.name.rpartition("_")
+    if suffix.isdigit() and len(suffix) < 6 and stem.count("_") >= 2:
+        return stem, int(suffix)
+    return run.name, 0
 
 
 def log_to_file(run_dir: str | Path, prefix: str = "train") -> str:

@@ -1,4 +1,4 @@
-"""What a training run does when it goes wrong: a non-finite loss fails loudly, Ctrl-C stops cleanly.
+"""What a training run does when it goes wrong: a non-finite loss fails loudly, Ctrl-C or SIGTERM stops cleanly.
 
 Both name the last complete checkpoint (``last.pt``, written atomically at each epoch end), which
 ``resume: true`` continues from; neither writes a checkpoint of a half-done epoch.
@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
+from ..fault_injection import pause_point
+
 __all__ = ["InterruptHandler", "NonFiniteLossError", "NonFiniteLossHandler"]
 
 logger = logging.getLogger(__name__)
-
-#: exit status of a process stopped by SIGINT (128 + 2), as shells report it
-INTERRUPTED_EXIT_STATUS = 130
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,29 +90,104 @@ class NonFiniteLossHandler:
 
 
 class InterruptHandler:
-    """On Ctrl-C, stop without a traceback: say where the last complete checkpoint is and exit with status 130.
+    """Ctrl-C or SIGTERM stops training at the next iteration boundary: no traceback, the last complete
+    checkpoint named, exit status 128 + the signal (130 for SIGINT, 143 for SIGTERM, as shells report).
 
-    ignite hands ``KeyboardInterrupt`` to ``EXCEPTION_RAISED`` handlers; every other exception is raised
-    again unchanged. The epoch in progress is not saved: resuming replays it from ``last.pt``, which keeps
-    a resumed run identical to an uninterrupted one.
+    The signal only sets a flag; the run acts on it where it is safe to stop: before and after each
+    iteration, at epoch start and end (before validation and checkpointing) and at the end of the run. So a
+    signal never lands inside ``torch.save`` or a handler, and a signal sent while an iteration runs is
+    always acted on before the next one. A second Ctrl-C raises ``KeyboardInterrupt`` at once (for a run
+    stuck in a data loader); it is caught here too. The epoch in progress is not saved: resuming replays it
+    from ``last.pt``, which keeps a resumed run identical to an uninterrupted one. A signal after the run
+    finished (everything written) ends the process the same way.
 
     Args:
         last_checkpoint: the run's ``last.pt``.
+        signals: the signals handled; others keep their handlers.
     """
 
-    def __init__(self, last_checkpoint: str) -> None:
+    def __init__(self, last_checkpoint: str, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
         self.last_checkpoint = last_checkpoint
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self._finished = False
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._install)
+        engine.add_event_handler(Events.ITERATION_STARTED, self._before_iteration)
+        for event in (Events.ITERATION_COMPLETED, Events.EPOCH_STARTED):
+            engine.add_event_handler(event, self.stop_if_requested)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.stop_if_requested)
+        engine.add_event_handler(Events.COMPLETED, self._complete)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self)
 
-    def __call__(self, engine: Engine, error: BaseException) -> None:
-        if not isinstance(error, KeyboardInterrupt):
-            raise error
+    def _install(self, engine: Engine) -> None:
+        self._engine = engine
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for number in self.signals:
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, _frame) -> None:
+        if self._finished:
+            self._exit(number, "after the run finished (every output is written)")
+        if self.received == signal.SIGINT and number == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, wherever the run is
+        if self.received is None:
+            self.received = number
+            logger.warning(f"{signal.Signals(number).name} received: stopping at the next iteration boundary")
+
+    def _before_iteration(self, engine: Engine) -> None:
+        completed = engine.state.iteration - 1  # ignite counts the iteration before it starts
+        pause_point("iteration", completed, until=self.stop_requested)  # a test's signal lands here
+        self.stop_if_requested(engine, completed)
+
+    def stop_requested(self) -> bool:
+        return self.received is not None
+
+    def stop_if_requested(self, engine: Engine, completed: int | None = None) -> None:
+        """Exit when a signal came; ``completed``: the iterations done (the engine's count by default)."""
+        if self.received is not None:
+            done = engine.state.iteration if completed is None else completed
+            self._exit(self.received, f"in epoch {engine.state.epoch} after iteration {done}")
+
+    def _complete(self, engine: Engine) -> None:
+        self.stop_if_requested(engine)
+        self._finished = True
+
+    def _exit(self, number: int, where: str) -> None:
+        """Raise the stop; inside the engine, ignite logs it and hands it to :meth:`__call__`, which says why."""
         message = (
-            f"interrupted at epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
+            f"{signal.Signals(number).name}: interrupted {where}; "
             f"last complete checkpoint: {_last_checkpoint(self.last_checkpoint)}"
         )
-        logger.warning(message)
-        print(message, file=sys.stderr, flush=True)
-        raise SystemExit(INTERRUPTED_EXIT_STATUS)
+        if self._finished:
+            _say(message)
+        raise _Stop(128 + int(number), message)
+
+    def __call__(self, engine: Engine, error: BaseException) -> None:
+        """Last, after ignite's own log line: the message, then exit; other errors go on unchanged."""
+        if isinstance(error, KeyboardInterrupt):
+            state = engine.state
+            error = _Stop(
+                128 + signal.SIGINT,
+                f"SIGINT: interrupted in epoch {state.epoch} at iteration "
+                f"{state.iteration}; last complete checkpoint: {_last_checkpoint(self.last_checkpoint)}",
+            )
+        if not isinstance(error, _Stop):
+            raise error
+        _say(error.message)
+        raise SystemExit(error.code) from None
+
+
+class _Stop(SystemExit):
+    """The clean stop of :class:`InterruptHandler`: exit status and the message that says where."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+
+def _say(message: str) -> None:
+    logger.warning(message)
+    print(message, file=sys.stderr, flush=True)

@@ -5,15 +5,26 @@ model across a resume, and check that a loaded checkpoint reproduces the AUC sto
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver
+from ignite.handlers import Checkpoint
+from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from ..checkpoints import load_weights, stored_metrics
+from ..fault_injection import pause_point
 
-__all__ = ["BestCheckpointSaver", "LastCheckpointSaver", "StoredMetricCheckHandler", "TrainerCheckpointLoader"]
+__all__ = [
+    "BestCheckpointSaver",
+    "LastCheckpointSaver",
+    "ReplacingSaver",
+    "StoredMetricCheckHandler",
+    "TrainerCheckpointLoader",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +44,13 @@ class TrainerCheckpointLoader(CheckpointLoader):
     def __init__(self, load_path: str, load_dict: dict, map_location=None) -> None:
         if not load_path or not Path(load_path).is_file():
             raise FileNotFoundError(f"resume: checkpoint '{load_path}' does not exist")
-        load_weights(load_path, "resume checkpoint")  # refuses pickled code with a message naming the file
+        state = load_weights(load_path, "resume checkpoint")  # refuses pickled code with a message naming the file
+        trainer = state.get("trainer", {}) if isinstance(state, dict) else {}
+        message = (
+            f"resume: continuing run {Path(load_path).resolve().parent.parent} from {load_path} "
+            f"(epoch {trainer.get('epoch', '?')} complete, iteration {trainer.get('iteration', '?')})"
+        )
+        logger.warning(message)
         super().__init__(load_path=load_path, load_dict=dict(load_dict), map_location=map_location)
 
     def attach(self, engine: Engine) -> None:
@@ -41,11 +58,48 @@ class TrainerCheckpointLoader(CheckpointLoader):
         super().attach(engine)
 
 
+class ReplacingSaver(BaseSaveHandler):
+    """ignite save handler that replaces a checkpoint file without a moment in which none exists.
+
+    ignite's ``Checkpoint`` removes the previous file before it saves the next one (``DiskSaver(atomic=True)``
+    only makes the new file appear whole): a kill between the two leaves no checkpoint. Here the new file is
+    written to ``.<name>.partial`` beside it, flushed to disk, then renamed over the old one (``os.replace`` is
+    atomic on one file system); files ``Checkpoint`` asks to remove are deleted after that.
+
+    Args:
+        dirname: the folder of the checkpoints.
+        filename: a fixed file name that overrides the one ``Checkpoint`` passes (MONAI's ``key_metric_filename``).
+    """
+
+    def __init__(self, dirname: str | Path, filename: str | None = None) -> None:
+        self.dirname = Path(dirname)
+        self.filename = filename
+        self.dirname.mkdir(parents=True, exist_ok=True)
+        self._stale: set[str] = set()
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        path = self.dirname / (self.filename or filename)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        pause_point(f"replace_{path.name}")  # a fault-injection test kills the run here (fault_injection.py)
+        os.replace(partial, path)
+        for name in self._stale - {path.name}:
+            (self.dirname / name).unlink(missing_ok=True)
+        self._stale.clear()
+
+    def remove(self, filename: str) -> None:
+        """Deferred to the next save: deleting now would open the window this class closes."""
+        self._stale.add(self.filename or filename)
+
+
 class LastCheckpointSaver:
     """Save ``save_dict`` and the trainer to ``<save_dir>/<filename>`` after every epoch (atomic write).
 
-    Uses ignite's ``Checkpoint`` with a ``DiskSaver(atomic=True)``: the file is written to a temporary
-    name and renamed, so an interruption leaves the previous complete checkpoint.
+    Uses ignite's ``Checkpoint`` with a :class:`ReplacingSaver`: the new file is complete before it replaces
+    the old one, so a kill at any moment leaves the previous complete checkpoint.
 
     Args:
         save_dir: the run's ``checkpoints`` folder.
@@ -63,7 +117,7 @@ class LastCheckpointSaver:
     def attach(self, engine: Engine) -> None:
         checkpoint = Checkpoint(
             {**self.save_dict, "trainer": engine},
-            DiskSaver(self.save_dir, require_empty=False, atomic=True),
+            ReplacingSaver(self.save_dir),
             filename_pattern=self.filename,
             n_saved=1,
         )
@@ -101,6 +155,7 @@ class BestCheckpointSaver(CheckpointSaver):
             key_metric_name=key_metric_name,
             key_metric_filename=key_metric_filename,
         )
+        self._key_metric_checkpoint.save_handler = ReplacingSaver(save_dir, filename=key_metric_filename)
         existing = Path(save_dir) / key_metric_filename
         score = stored_metrics(existing).get(stored_score_key) if existing.is_file() else None
         if score is not None:
