@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 from pathlib import Path
 
@@ -224,6 +225,44 @@ def test_a_kill_while_last_pt_is_replaced_leaves_the_previous_one_and_resumes_ex
     state = torch.load(checkpoints / "last.pt", weights_only=True)["trainer"]
     assert state["iteration"] == state["epoch_length"]  # epoch 1's checkpoint, complete
     _resume_and_compare(bundle, args, output, trained, "replace_last.pt:2")
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_resume_with_another_fold_or_learning_rate_is_refused_before_anything_is_written(
+    bundle, small_brats, trained, tmp_path
+):
+    """A fold-1 last.pt resumed as fold 0 would train on cases it validated on, and replace fold 1's best.pt."""
+    run = Path(shutil.copytree(trained, tmp_path / "out" / "fold_1" / trained.name))
+    before = _tree(run)
+    args = [
+        "--dataset_dir",
+        str(small_brats),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *TRAIN,
+        "--publish_model",
+        "False",
+    ]
+    last = str(run / "checkpoints" / "last.pt")
+    refused = run_bundle(bundle, ["train.json"], *args, "--fold", "0", "--learning_rate", "0.01", "--resume_from", last,
+                         check=False)  # fmt: skip
+    assert refused.returncode != 0
+    line = refused.stderr.strip().splitlines()[-1]
+    assert (
+        line.startswith("error: ResumeMismatchError: resume: --fold 0 differs from the 1 that run") and str(run) in line
+    )
+    assert "also: ['learning_rate', 'split_digest']" in line, line
+    assert _tree(run) == before  # nothing of the run it named was touched
+    assert not (tmp_path / "out" / "fold_0").exists()
+    changed = run_bundle(bundle, ["train.json"], *args, "--epochs", "4", "--resume_from", last,
+                         "--allow_resume_changes", "True")  # fmt: skip
+    assert "resume: continuing run" in changed.stdout + changed.stderr
+    assert (run / "config" / "config.json").read_bytes() == before["config/config.json"]  # kept as the run began
+    record = json.loads((run / "config" / "resume.json").read_text())
+    assert record["resumed_from"] == last and record["changes"] == {"epochs": [3, 4]}
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])

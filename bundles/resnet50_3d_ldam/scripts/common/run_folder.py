@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .outputs import unused_path
 
-__all__ = ["calling_parser", "create_run_dir", "latest_checkpoint", "log_to_file", "save_run_config"]
+__all__ = ["calling_parser", "create_run_dir", "latest_checkpoint", "log_to_file", "resolved_config", "save_run_config"]
 
 SKIPPED_KEYS: tuple[str, ...] = ("imports", "initialize", "run", "finalize", "network", "network_def")
 
@@ -70,21 +71,15 @@ def calling_parser():
     return None
 
 
-def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequence[str] = ()) -> str:
-    """Write the merged config of this run (files + CLI overrides) and the resolved top-level values.
-
-    Call it from a bundle config expression, e.g. ``"$scripts.common.run_folder.save_run_config(@run_dir)"``.
-    The resolved part holds every top-level scalar or list after expressions and references are
-    evaluated (``device``, ``run_dir``, ``spatial_size``...), which is what a reader needs to rerun it.
-    Keys in ``skip`` are saved as written but not evaluated (values that load models or need files a later
-    step writes).
-    """
-    parser = calling_parser()
-    if parser is None:
-        raise RuntimeError("save_run_config must be called from a monai.bundle config expression")
+def resolved_config(parser, skip: Sequence[str] = (), keys: Sequence[str] | None = None, objects: bool = True) -> dict:
+    """Every top-level scalar or list of the config after expressions and references are evaluated
+    (``device``, ``run_dir``, ``spatial_size``...): what a reader needs to rerun it. ``keys`` limits it;
+    values JSON cannot hold are saved as their ``str`` (``objects``) or left out."""
     raw = parser.get()
     resolved = {}
     for key, value in raw.items():
+        if keys is not None and key not in keys:
+            continue
         if key in SKIPPED_KEYS or key in skip or isinstance(value, dict) or _is_statement_list(value):
             continue
         if isinstance(value, list) and any(isinstance(v, dict) for v in value):
@@ -93,11 +88,37 @@ def save_run_config(run_dir: str | Path, name: str = "config.json", skip: Sequen
         try:
             json.dumps(parsed)
         except TypeError:
+            if not objects:
+                continue
             parsed = str(parsed)
         resolved[key] = parsed
-    path = Path(run_dir) / "config" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": raw, "resolved": resolved}, indent=2, default=str) + "\n")
+    return resolved
+
+
+def save_run_config(
+    run_dir: str | Path, name: str = "config.json", skip: Sequence[str] = (), resume_from: str = "", changes=None
+) -> str:
+    """Write the merged config of this run (files + CLI overrides) and the resolved top-level values.
+
+    Call it from a bundle config expression, e.g. ``"$scripts.common.run_folder.save_run_config(@run_dir)"``.
+    Keys in ``skip`` are saved as written but not evaluated (values that load models or need files a later
+    step writes). A resumed run (``resume_from``) keeps the ``config.json`` its run started with and writes
+    ``resume.json`` (``resume_1.json``...) beside it, with the ``changes`` :func:`..resume.check_resume` allowed.
+    The file is written whole or not at all (temporary file, then rename).
+    """
+    parser = calling_parser()
+    if parser is None:
+        raise RuntimeError("save_run_config must be called from a monai.bundle config expression")
+    content = {"config": parser.get(), "resolved": resolved_config(parser, skip)}
+    folder = Path(run_dir) / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if resume_from:
+        content.update(resumed_from=str(resume_from), changes=changes or {})
+        path = unused_path(folder / "resume.json")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
     return str(path)
 
 
