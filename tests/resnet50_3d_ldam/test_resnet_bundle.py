@@ -8,6 +8,8 @@ import shutil
 import signal
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from helpers import interrupt_training, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
@@ -163,6 +165,43 @@ def test_inference_on_a_brats_folder_and_on_a_datalist(bundle, small_brats, trai
         assert float(row["prob_hgg"]) == pytest.approx(float(by_id[row["id"]]["prob_hgg"]), abs=1e-5)
         assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= threshold else "LGG")
         assert row["logit"] == by_id[row["id"]]["logit"]
+
+
+def test_a_checkpoint_is_refused_by_a_network_of_another_layout_with_the_same_tensors(bundle, small_brats, trained):
+    """The strided and medicalnet layouts have identical tensor shapes: the stored settings tell them apart."""
+    result = run_bundle(bundle, ["train.json", "evaluate.json"], "--dataset_dir", str(small_brats), *SMALL,
+                        "--output_dir", str(trained.parent.parent), "--fold", "1", "--use_latest_run", "True",
+                        "--layout", "strided", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: CheckpointMismatchError: checkpoint")
+        and 'trained with layout "medicalnet" but this config builds layout "strided"' in result.stderr
+    )
+
+
+def test_batch_inference_checks_the_output_folder_first_and_grades_the_cases_around_a_bad_one(
+    bundle, small_brats, trained, small_datalist, tmp_path
+):
+    common = ["--spatial_size", "[32,32,32]", "--num_workers", "0", "--dataset_dir", str(small_brats)]
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    refused = run_bundle(bundle, ["inference.json"], *common, "--output_dir", str(tmp_path / "out"),
+                         "--output_file", str(blocked / "predictions.csv"), check=False)  # fmt: skip
+    assert refused.returncode != 0 and "the folder of output_file" in refused.stderr.strip().splitlines()[-1]
+    assert "Epoch[1]" not in refused.stdout + refused.stderr  # refused before any case ran
+    dataset = Path(shutil.copytree(small_brats, tmp_path / "data", ignore=shutil.ignore_patterns("cache")))
+    case = small_datalist["training"][0]
+    flair = dataset / case["image"][3]
+    image = nib.load(flair)
+    two = np.stack([np.asanyarray(image.dataobj)] * 2, axis=-1)  # (X, Y, Z, 2): its header still passes
+    nib.save(nib.Nifti1Image(two, image.affine), flair)
+    output = tmp_path / "predictions"
+    result = run_bundle(bundle, ["inference.json"], *common[:-1], str(dataset), "--output_dir", str(output),
+                        check=False)  # fmt: skip
+    assert result.returncode != 0 and "1 of 20 cases could not be graded" in result.stderr.strip().splitlines()[-1]
+    rows = read_csv(output / "predictions.csv")
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"][1:])
+    assert [r["id"] for r in read_csv(output / "predictions_failed.csv")] == [case["id"]]
 
 
 def _killed_at() -> int:

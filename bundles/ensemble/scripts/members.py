@@ -12,6 +12,7 @@ is imported only while its network is built and is then taken out of ``sys.modul
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,18 @@ def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str],
     return modalities, size
 
 
+def _check_override_keys(spec: Mapping, config: Mapping, config_file: Path) -> None:
+    """A member override must name a key of the member's inference config: a typo would be ignored."""
+    for key in dict(spec.get("overrides") or {}):
+        if key not in config:
+            close = difflib.get_close_matches(key, sorted(config), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"member '{spec['name']}': override '{key}'{hint} is not a key of {config_file}; "
+                "expected keys of the member's inference config"
+            )
+
+
 def _load_state_dict(path: str) -> dict:
     """A plain state dict, or the ``model`` entry of a training checkpoint (weights only, no pickled code)."""
     state = load_weights(path, "member checkpoint")
@@ -133,6 +146,7 @@ def _bundle_member(spec: dict) -> Member:
     if missing:
         raise FileNotFoundError(f"member '{spec['name']}': checkpoint(s) {missing} do not exist")
     config = ConfigParser.load_config_file(config_file)
+    _check_override_keys(spec, config, config_file)
     overrides = {**dict(spec.get("overrides") or {}), "bundle_root": str(bundle_dir)}
     modalities, size = _input_of(config, overrides, str(config_file))
     models = []
@@ -141,7 +155,8 @@ def _bundle_member(spec: dict) -> Member:
             parser = ConfigParser(dict(config))
             parser.update(overrides)
             network = parser.get_parsed_content("network_def", lazy=False)
-            check_checkpoint(checkpoint, network)
+            settings = parser.get_parsed_content("network_settings") if "network_settings" in config else None
+            check_checkpoint(checkpoint, network, settings)  # the layout or modalities it was trained with
             network.load_state_dict(_load_state_dict(checkpoint))
             models.append(network.eval())
     return _member(spec, models, checkpoints, modalities, size, str(bundle_dir))

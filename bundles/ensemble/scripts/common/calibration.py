@@ -96,10 +96,19 @@ def read_operating_point(checkpoint: str | Path) -> dict:
     """
     side_file = operating_point_path(checkpoint)
     if side_file.is_file():
-        point = json.loads(side_file.read_text())
+        try:
+            point = json.loads(side_file.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"operating point {side_file} is not readable JSON ({type(err).__name__}: {err}); expected "
+                'e.g. {"temperature": 1.3, "threshold": 0.42}: restore it, or delete it to use temperature 1 and '
+                "threshold 0.5"
+            ) from None
+        if not isinstance(point, dict):
+            raise ValueError(f"operating point {side_file} holds {type(point).__name__}; expected a JSON object")
     else:
         stored = stored_metrics(checkpoint) if Path(checkpoint).is_file() else {}
-        point = {k: stored[k] for k in ("temperature", "threshold", "threshold_rule") if k in stored}
+        point = {k: stored[k] for k in ("temperature", "threshold", "threshold_rule", "network") if k in stored}
     if "temperature" not in point or "threshold" not in point:
         logger.warning(f"{checkpoint}: no operating point stored; using temperature 1 and threshold 0.5")
         return dict(DEFAULT_OPERATING_POINT)

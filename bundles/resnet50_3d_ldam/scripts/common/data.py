@@ -69,7 +69,7 @@ def _case_record(
 
 def read_grades_csv(path: Path) -> dict[str, str]:
     """Read ``id -> grade`` from a CSV with a ``Grade`` column and an id column (BraTS 2020 style)."""
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel writes a byte-order mark
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
         grade_col = next((f for f in fields if f.strip().lower() == "grade"), None)
@@ -90,6 +90,21 @@ def read_grades_csv(path: Path) -> dict[str, str]:
                 raise DatasetError(f"{path}: duplicate case id '{case_id}'")
             grades[case_id] = grade
     return grades
+
+
+def _case_dirs(folder: Path) -> list[Path]:
+    """The case folders of ``folder``: hidden and system folders (``.ipynb_checkpoints``, ``__MACOSX``) skipped."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def _refuse_dataset_parent(root: Path, case_dirs: Sequence[Path]) -> None:
+    """A folder given one level too high holds datasets, not cases: say which folder was meant."""
+    for folder in case_dirs:
+        if any((folder / g).is_dir() for g in ("HGG", "LGG")) or any((folder / n).is_file() for n in GRADE_CSV_NAMES):
+            raise DatasetError(
+                f"{root} holds a dataset folder, not cases: {folder} has "
+                f"{'HGG/ and LGG/' if (folder / 'HGG').is_dir() else 'a grades CSV'}; pass --dataset_dir {folder}"
+            )
 
 
 def scan_cases(
@@ -122,7 +137,7 @@ def scan_cases(
     seen: dict[str, str] = {}
     if grade_dirs and grades_csv is None:
         for grade_dir in grade_dirs:
-            for case_dir in sorted(p for p in grade_dir.iterdir() if p.is_dir()):
+            for case_dir in _case_dirs(grade_dir):
                 if case_dir.name in seen:
                     raise DatasetError(
                         f"duplicate case id '{case_dir.name}' in {seen[case_dir.name]} and {grade_dir.name}"
@@ -132,7 +147,8 @@ def scan_cases(
                 record.update(grade=grade_dir.name, label=GRADE_TO_LABEL[grade_dir.name])
                 records.append(record)
     else:
-        case_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+        case_dirs = _case_dirs(root)
+        _refuse_dataset_parent(root, case_dirs)
         if not case_dirs:
             raise DatasetError(f"{root} holds no case folders (expected HGG/ and LGG/ or one folder per case)")
         csv_path = (
@@ -190,8 +206,16 @@ def load_records(
         raise DatasetError(f"split '{split}' needs a fold")
     base = Path(dataset_dir) if dataset_dir else path.parent
     records = []
+    first_entry: dict[str, int] = {}
     for index, item in enumerate(content["training"]):
         _check_item(item, index, path, order, needs_fold=split != "all")
+        if item["id"] in first_entry:  # one patient twice: in two folds it would be trained and scored on
+            raise DatasetError(
+                f"datalist {path}: case id '{item['id']}' is listed twice (entries {first_entry[item['id']]} and "
+                f"{index}, folds {content['training'][first_entry[item['id']]].get('fold')} and {item.get('fold')}); "
+                "expected one entry per patient"
+            )
+        first_entry[item["id"]] = index
         if split == "train" and item["fold"] == fold or split == "val" and item["fold"] != fold:
             continue
         record = {k: v for k, v in item.items() if k != "image"}
@@ -214,8 +238,27 @@ def _check_item(item, index: int, source: Path, order: Sequence[str], needs_fold
     label = item.get("label")
     if label is not None and (isinstance(label, bool) or label not in LABEL_NAMES):
         raise DatasetError(f"datalist {source}: case '{case}' has label {label!r}; expected 0 (LGG) or 1 (HGG)")
+    grade = item.get("grade")
+    if grade is not None and label is not None and GRADE_TO_LABEL.get(str(grade).upper()) != label:
+        raise DatasetError(
+            f"datalist {source}: case '{case}' has label {label} ({LABEL_NAMES[label]}) but grade {grade!r}; "
+            "expected them to agree"
+        )
+    for position, (file, modality) in enumerate(zip(item["image"], order, strict=True)):
+        named = modality_in_name(str(file))
+        if named is not None and named != modality:
+            raise DatasetError(
+                f"datalist {source}: case '{case}' lists {file} as {modality} (channel {position} of "
+                f"channel_order {list(order)}), but its name says {named}; expected the files in channel_order"
+            )
     if needs_fold and not isinstance(item.get("fold"), int):
         raise DatasetError(f"datalist {source}: case '{case}' has fold {item.get('fold')!r}; expected an integer")
+
+
+def modality_in_name(file: str) -> str | None:
+    """The modality a BraTS file name ends with (``..._t1ce.nii.gz`` -> ``t1ce``), or None."""
+    stem = Path(file).name.lower().removesuffix(".gz").removesuffix(".nii")
+    return next((m for m in sorted(CHANNEL_ORDER, key=len, reverse=True) if stem.endswith(f"_{m}")), None)
 
 
 def _inside(base: Path, relative: str, case: str, source: Path) -> str:

@@ -33,8 +33,10 @@ class RunReport:
         primary: tuple[str, ...] = ("val_ema", "val"),
         per_epoch_plots: bool = False,
         write_files: bool = True,
+        network_settings: dict | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.network_settings = dict(network_settings or {})
         self.primary = tuple(primary)
         self.per_epoch_plots = per_epoch_plots
         self.write_files = write_files
@@ -145,7 +147,10 @@ class CheckpointMetrics:
         latest = self.report.latest.get(self.prefix)
         if latest is None:
             return {}
-        return {"source": self.prefix, "epoch": latest["epoch"], **latest["metrics"]}
+        state = {"source": self.prefix, "epoch": latest["epoch"], **latest["metrics"]}
+        if self.report.network_settings:  # what built the network: a checkpoint refuses another network
+            state["network"] = self.report.network_settings
+        return state
 
     def load_state_dict(self, state: dict) -> None:  # the metrics describe a past epoch; nothing to restore
         pass

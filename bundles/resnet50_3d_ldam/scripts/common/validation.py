@@ -7,6 +7,7 @@ Inference checks each case as it loads it (see :class:`.datasets.GuardedDataset`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,25 +47,52 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
+#: fewest voxels along any side of a modality: a slice or a thumbnail is not a volume to grade
+MIN_SIDE = 8
+#: fewest non-zero voxels (a brain at 3 mm has ~50,000): one bright voxel is not an image
+MIN_NONZERO_VOXELS = 512
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_volume(array, where: str) -> None:
-    """A modality must be a 3-D numeric volume, finite everywhere and not all zero; raise naming ``where``."""
+    """A modality must be a 3-D numeric volume of at least :data:`MIN_SIDE` voxels a side, finite in float32,
+    with at least :data:`MIN_NONZERO_VOXELS` non-zero voxels that are not all one value; raise naming ``where``.
+
+    Each refusal is a case that would otherwise get a grade: the network answers for any input.
+    """
     try:
         volume = np.asanyarray(array)
     except Exception as err:  # objects numpy cannot hold as an array
         raise DataValidationError(f"{where}: not an array ({one_line(err)})") from None
     if volume.dtype.kind not in "biuf":
         raise DataValidationError(f"{where}: voxel type {volume.dtype} is not numeric; expected integers or floats")
+    if volume.ndim == 4 and volume.shape[3] == 1:
+        volume = volume[..., 0]  # (X, Y, Z, 1): one volume, as MONAI's loader reads it
     if volume.ndim != 3 or volume.size == 0:
         raise DataValidationError(f"{where}: shape {volume.shape}; expected one 3-D volume")
+    if min(volume.shape) < MIN_SIDE:
+        raise DataValidationError(
+            f"{where}: shape {volume.shape} has a side under {MIN_SIDE} voxels; expected a 3-D brain volume"
+        )
     if volume.dtype.kind == "f":
-        finite = np.isfinite(volume)
+        finite = np.isfinite(volume.astype(np.float32)) if volume.dtype.itemsize > 4 else np.isfinite(volume)
         if not finite.all():
             bad = int(volume.size - np.count_nonzero(finite))
             raise DataValidationError(
-                f"{where}: {bad} NaN or Inf voxels ({bad / volume.size:.2%}); expected finite intensities"
+                f"{where}: {bad} NaN or Inf voxels ({bad / volume.size:.2%}) once read as float32, as the network "
+                f"reads them (largest {_FLOAT32_MAX:.3g}); expected finite intensities"
             )
-    if not volume.any():
+    nonzero = volume[volume != 0]
+    if nonzero.size == 0:
         raise DataValidationError(f"{where}: every voxel is 0; expected an MRI volume")
+    if nonzero.size < MIN_NONZERO_VOXELS:
+        raise DataValidationError(
+            f"{where}: only {nonzero.size} non-zero voxels (fewer than {MIN_NONZERO_VOXELS}); expected a brain"
+        )
+    if nonzero.min() == nonzero.max():
+        raise DataValidationError(
+            f"{where}: every non-zero voxel is {nonzero.flat[0]}: no contrast; expected an MRI volume"
+        )
 
 
 def _header(path: Path, case_id: str):
@@ -105,8 +133,12 @@ def check_case_headers(case_id: str, paths: Sequence[str | Path]) -> list:
     return images
 
 
-def check_case_data(case_id: str, paths: Sequence[str | Path]) -> None:
-    """Headers as :func:`check_case_headers`, then every voxel read (a truncated ``.gz`` fails here) and checked."""
+def check_case_data(case_id: str, paths: Sequence[str | Path]) -> list[str]:
+    """Headers as :func:`check_case_headers`, then every voxel read (a truncated ``.gz`` fails here) and checked.
+
+    Returns a digest of each file's voxels (SHA-1): equal digests under two ids are one patient listed twice.
+    """
+    digests = []
     for path, image in zip(paths, check_case_headers(case_id, paths), strict=True):
         try:
             voxels = np.asanyarray(image.dataobj)
@@ -116,6 +148,8 @@ def check_case_data(case_id: str, paths: Sequence[str | Path]) -> None:
                 "the file is truncated or corrupt"
             ) from None
         check_volume(voxels, f"case '{case_id}': {path}")
+        digests.append(hashlib.sha1(np.ascontiguousarray(voxels).tobytes()).hexdigest())
+    return digests
 
 
 def check_fold_classes(records: Sequence[dict], source: str, fold: int | None, split: str = "training") -> None:
@@ -145,18 +179,42 @@ def _read_stamps(stamp_file: Path | None) -> dict:
 
 
 def _unchanged(record: dict, stamps: dict) -> bool:
+    """Every file passed before with this size and time, and its voxel digest is known (``[size, mtime, digest]``)."""
     try:
-        return all(stamps.get(str(p)) == _stamp(str(p)) for p in record["image"])
+        return all(
+            isinstance(stamps.get(str(p)), list) and len(stamps[str(p)]) == 3 and stamps[str(p)][:2] == _stamp(str(p))
+            for p in record["image"]
+        )
     except OSError:
         return False
 
 
-def _case_problem(record: dict) -> str | None:
+def _case_problem(record: dict) -> tuple[str | None, list[str]]:
     try:
-        check_case_data(str(record.get("id", "?")), record["image"])
+        return None, check_case_data(str(record.get("id", "?")), record["image"])
     except DataValidationError as err:
-        return str(err)
-    return None
+        return str(err), []
+
+
+def _duplicates(records: Sequence[dict], digests: dict[str, str]) -> dict[str, str]:
+    """``{case id: reason}`` for cases sharing a file's voxels with an earlier case: one patient, two ids."""
+    owner: dict[str, tuple[str, str]] = {}
+    found = {}
+    for record in records:
+        case = str(record.get("id"))
+        for path in record["image"]:
+            digest = digests.get(str(path))
+            if digest is None:
+                continue
+            if digest in owner and owner[digest][0] != case:
+                other, other_path = owner[digest]
+                found[case] = (
+                    f"case '{case}': {path} holds the same voxels as {other_path} of case '{other}'; "
+                    "expected one id per patient (a patient under two ids is trained and scored on)"
+                )
+                break
+            owner.setdefault(digest, (case, str(path)))
+    return found
 
 
 def check_cases(
@@ -165,22 +223,27 @@ def check_cases(
     workers: int | None = None,
     raise_on_error: bool = True,
 ) -> dict[str, str]:
-    """Read and check every file of ``records`` (threads: decompression and numpy release the GIL).
+    """Read and check every file of ``records`` (threads: decompression and numpy release the GIL), and find
+    cases whose files hold the same voxels as another case's.
 
-    Files unchanged since they last passed (``stamp_file``) are skipped. Returns ``{case id: reason}`` of the
-    bad cases; with ``raise_on_error`` the first bad case raises, naming how many others failed.
+    Files unchanged since they last passed (``stamp_file``) are not read again: their voxel digests are in
+    the stamps. Returns ``{case id: reason}`` of the bad cases; with ``raise_on_error`` the first bad case
+    raises, naming how many others failed.
     """
     stamps_path = Path(stamp_file) if stamp_file else None
     stamps = _read_stamps(stamps_path)
     todo = [r for r in records if not _unchanged(r, stamps)]
     workers = max(1, min(workers or os.cpu_count() or 1, 8))
     with ThreadPoolExecutor(workers) as pool:
-        problems = list(pool.map(_case_problem, todo))
-    bad = {str(r.get("id")): p for r, p in zip(todo, problems, strict=True) if p is not None}
+        results = list(pool.map(_case_problem, todo))
+    bad = {str(r.get("id")): problem for r, (problem, _) in zip(todo, results, strict=True) if problem is not None}
+    for record, (problem, digests) in zip(todo, results, strict=True):
+        if problem is None:
+            stamps.update({str(p): [*_stamp(str(p)), d] for p, d in zip(record["image"], digests, strict=True)})
+    known = {path: value[2] for path, value in stamps.items() if isinstance(value, list) and len(value) == 3}
+    for case, reason in _duplicates([r for r in records if str(r.get("id")) not in bad], known).items():
+        bad[case] = reason
     if stamps_path is not None:
-        for record, problem in zip(todo, problems, strict=True):
-            if problem is None:
-                stamps.update({str(p): _stamp(str(p)) for p in record["image"]})
         write_json(stamps_path, stamps)  # atomic: a killed check leaves the previous stamps
     logger.info(
         f"data check: {len(records)} cases, {len(todo)} read, {len(records) - len(todo)} unchanged since checked, "

@@ -115,11 +115,17 @@ def _strip_wrapper(state: dict) -> dict:
     return state
 
 
-def check_checkpoint(checkpoint: str | Path, network: torch.nn.Module, key: str = "model") -> str:
-    """The checkpoint's ``key`` entry (or the file itself) must hold exactly ``network``'s tensors and shapes.
+def check_checkpoint(
+    checkpoint: str | Path, network: torch.nn.Module, settings: dict | None = None, key: str = "model"
+) -> str:
+    """The checkpoint's ``key`` entry (or the file itself) must hold exactly ``network``'s tensors and shapes,
+    and the network ``settings`` it was trained with (stored beside its metrics, or in its operating-point
+    file) must equal this config's.
 
     Catches a checkpoint of another architecture, layout or number of input channels before the engine
-    starts, naming the file and the first tensors that differ. Pickled code is refused (:func:`load_weights`).
+    starts, naming the file and the first tensors that differ. Settings catch what shapes cannot: the
+    ``strided`` and ``medicalnet`` layouts, or permuted modalities, have the same tensors. Pickled code is
+    refused (:func:`load_weights`).
     """
     state = load_weights(checkpoint, "checkpoint")
     if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -144,4 +150,25 @@ def check_checkpoint(checkpoint: str | Path, network: torch.nn.Module, key: str 
             f"checkpoint '{checkpoint}' does not fit {type(getattr(network, 'module', network)).__name__}: "
             f"{'; '.join(problems[:3])}. Another architecture, layout, head or number of modalities?"
         )
+    _check_settings(checkpoint, settings)
     return str(checkpoint)
+
+
+def _check_settings(checkpoint: str | Path, settings: dict | None) -> None:
+    from .calibration import operating_point_path, read_operating_point
+    from .checkpoints import stored_metrics
+
+    if not settings:
+        return
+    stored = read_operating_point(checkpoint).get("network") if operating_point_path(checkpoint).is_file() else None
+    if stored is None:
+        stored = stored_metrics(checkpoint).get("network")
+    if not isinstance(stored, dict):
+        return  # a model saved before settings were stored: the shapes are all that can be checked
+    for name, value in settings.items():
+        if name in stored and json.dumps(stored[name]) != json.dumps(value, default=str):
+            raise CheckpointMismatchError(
+                f"checkpoint '{checkpoint}' was trained with {name} {json.dumps(stored[name])} but this config "
+                f"builds {name} {json.dumps(value, default=str)}: pass --{name} '{json.dumps(stored[name])}' "
+                "(or the checkpoint of this network)"
+            )

@@ -24,7 +24,7 @@ from monai.transforms import (
     Transform,
 )
 
-from .validation import DataValidationError
+from .validation import MIN_NONZERO_VOXELS, MIN_SIDE, DataValidationError
 
 
 def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
@@ -35,10 +35,12 @@ def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, int, int]:
 
 
 class CheckVoxelsd(MapTransform):
-    """Refuse a loaded case with NaN / Inf voxels or an all-zero channel (it would be graded like any other).
+    """Refuse a loaded case the network would grade like any other although it is no brain MRI: NaN / Inf
+    voxels, a channel all 0, a file holding several volumes, a side under ``MIN_SIDE`` voxels, fewer than
+    ``MIN_NONZERO_VOXELS`` non-zero voxels in a channel, or a channel whose non-zero voxels are one value.
 
-    Raises :class:`.validation.DataValidationError` naming the case and channel; the inference guard
-    then names the file.
+    The same rules as the data check's :func:`.validation.check_volume`. Raises
+    :class:`.validation.DataValidationError` naming the case and channel; the inference guard then names the file.
     """
 
     def __call__(self, data: dict) -> dict:
@@ -46,6 +48,16 @@ class CheckVoxelsd(MapTransform):
             image = data[key]
             case = data.get("id", "?")
             plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
+            if plain.ndim != 4:
+                raise DataValidationError(
+                    f"case '{case}': '{key}' loaded with shape {tuple(plain.shape)}; expected (channels, x, y, z): "
+                    "one 3-D volume per file"
+                )
+            if min(plain.shape[1:]) < MIN_SIDE:
+                raise DataValidationError(
+                    f"case '{case}': '{key}' has shape {tuple(plain.shape[1:])}, a side under {MIN_SIDE} voxels; "
+                    "expected a 3-D brain volume"
+                )
             low, high = torch.aminmax(plain.reshape(plain.shape[0], -1), dim=1)  # one pass; NaN and Inf propagate
             if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
                 bad = int((~torch.isfinite(plain)).sum())
@@ -53,6 +65,18 @@ class CheckVoxelsd(MapTransform):
             empty = [c for c in range(plain.shape[0]) if low[c] == 0 and high[c] == 0]
             if empty:
                 raise DataValidationError(f"case '{case}': channel(s) {empty} of '{key}' are all 0; expected MRI")
+            for channel, volume in enumerate(plain):
+                nonzero = volume[volume != 0]
+                if nonzero.numel() < MIN_NONZERO_VOXELS:
+                    raise DataValidationError(
+                        f"case '{case}': channel {channel} of '{key}' has {nonzero.numel()} non-zero voxels (fewer "
+                        f"than {MIN_NONZERO_VOXELS}); expected a brain"
+                    )
+                if nonzero.min() == nonzero.max():
+                    raise DataValidationError(
+                        f"case '{case}': channel {channel} of '{key}' has one value ({float(nonzero[0]):g}) in every "
+                        "non-zero voxel: no contrast; expected MRI"
+                    )
         return data
 
 

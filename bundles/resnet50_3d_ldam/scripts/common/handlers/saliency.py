@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from monai.utils import PostFix
 from monai.visualize import GradCAM
 from torch import nn
 
+from ..datasets import FAILURE_KEY
 from ..outputs import unused_path
 from .engine_outputs import batch_ids
+from .failures import BatchInferenceError
 
 __all__ = ["SaliencySaver"]
 
@@ -121,6 +124,7 @@ class SaliencySaver:
             print_log=False,
         )
         self.saved: list[Path] = []
+        self.failed: dict[str, str] = {}
         self._warned_single_voxel = False
 
     def attach(self, engine: Engine) -> None:
@@ -131,10 +135,19 @@ class SaliencySaver:
         batch = engine.state.batch
         cases = batch if isinstance(batch, list) else decollate_batch(batch, detach=True)
         for case_id, case in zip(batch_ids(engine), cases, strict=True):
-            self.saved.append(self.save_case(case_id, case))
+            if case.get(FAILURE_KEY):
+                continue  # not prepared: the prediction writer reports it
+            try:
+                self.saved.append(self.save_case(case_id, case))
+            except Exception as err:  # one case's map must not cost the others theirs
+                self.failed[case_id] = f"case '{case_id}': saliency failed ({type(err).__name__}: {err})"
+                logger.error(self.failed[case_id])
 
     def _report(self, _engine: Engine) -> None:
         logger.info(f"wrote {len(self.saved)} Grad-CAM maps ({self.target_layer}) to {self.output_dir}")
+        if self.failed:
+            first = next(iter(self.failed.values()))
+            raise BatchInferenceError(f"{len(self.failed)} saliency maps could not be written (first: {first})")
 
     def compute(self, image: torch.Tensor) -> torch.Tensor:
         """Grad-CAM of one preprocessed image ``(C, *spatial)``: a non-negative ``(1, *spatial)`` CPU tensor."""
@@ -194,10 +207,12 @@ class SaliencySaver:
         return inverted.float().clamp_min(0)
 
     def output_path(self, case_id: str) -> Path:
-        """``<output_dir>/<case_id>_saliency.nii.gz``, or the first ``_<n>`` variant that does not exist yet."""
-        if not case_id or Path(case_id).name != case_id:
-            raise ValueError(f"case id {case_id!r} cannot be used as a file name")
-        return unused_path(self.output_dir / f"{case_id}{SUFFIX}{EXTENSION}", suffix=EXTENSION)
+        """``<output_dir>/<case_id>_saliency.nii.gz``, or the first ``_<n>`` variant that does not exist yet.
+
+        Path separators and other characters a file name cannot hold become ``_`` (an id ``a/b`` -> ``a_b``).
+        """
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", str(case_id)).lstrip(".") or "case"
+        return unused_path(self.output_dir / f"{name}{SUFFIX}{EXTENSION}", suffix=EXTENSION)
 
     def save_case(self, case_id: str, case: dict) -> Path:
         """Compute, invert and write the map of one decollated case; return the file written."""

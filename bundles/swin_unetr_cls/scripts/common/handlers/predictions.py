@@ -49,6 +49,7 @@ class PredictionSaver:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.COMPLETED, self)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._save_partial)
 
     def _collect(self, engine: Engine) -> None:
         good = self.failures.good_cases(engine)
@@ -61,11 +62,23 @@ class PredictionSaver:
             if item.get("label") is not None:
                 self.labels.append(case_label_tensor(item))
 
-    def __call__(self, _engine: Engine) -> None:
-        path = unused_path(self.output_file)
+    def _save_partial(self, _engine: Engine, error: BaseException) -> None:
+        """A crash late in a batch keeps the rows computed before it: ``<stem>_partial.csv``; the error goes on."""
+        if self.ids and not isinstance(error, (KeyboardInterrupt, SystemExit)):
+            path = unused_path(self.output_file.with_name(f"{self.output_file.stem}_partial.csv"))
+            self._write(path)
+            logger.error(f"inference failed after {len(self.ids)} cases; their predictions are in {path}")
+        raise error
+
+    def _write(self, path: Path) -> None:
         log_odds = [float(x) for x in self.log_odds]
         labels = [int(x) for x in self.labels] if len(self.labels) == len(self.ids) else None
-        probs = calibrated_probs(log_odds, self.temperature)
-        write_prediction_csv(path, self.ids, probs, log_odds, self.threshold, labels)
+        write_prediction_csv(
+            path, self.ids, calibrated_probs(log_odds, self.temperature), log_odds, self.threshold, labels
+        )
+
+    def __call__(self, _engine: Engine) -> None:
+        path = unused_path(self.output_file)
+        self._write(path)
         logger.info(f"wrote {len(self.ids)} predictions to {path} (threshold {self.threshold:.6g})")
         self.failures.finish(path, len(self.ids))

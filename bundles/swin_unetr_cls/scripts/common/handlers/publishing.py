@@ -63,7 +63,7 @@ class BestModelSaver:
             self._back_up(target)
         torch.save(state.get("model", state), target)
         metrics = stored_metrics(source)
-        point = {k: metrics[k] for k in OPERATING_POINT_KEYS if k in metrics}
+        point = {k: metrics[k] for k in (*OPERATING_POINT_KEYS, "network") if k in metrics}
         write_operating_point(target, {**point, "checkpoint": str(source)})
         logger.info(
             f"published {source} as {target} (threshold {point.get('threshold')}, T {point.get('temperature')})"
