@@ -33,7 +33,7 @@ MODEL_SPECIFIC = {
     "channels_last",  # 0.71-0.92x the ResNet's float32 step on CPU, no effect on the Swin
     "autocast_dtype",  # CPU bfloat16: 0.36-0.58x the ResNet's float32 step, 1.0-1.3x the Swin's (docs/performance.md)
 }
-MODEL_PREFIXES = ("network_def",)
+MODEL_PREFIXES = ("network_def", "network_settings")
 RESNET_ONLY = {"layout", "dropout", "normed_head", "max_m", "logit_scale", "drw_start_epoch", "drw_rule", "drw_beta"}
 SWIN_ONLY = {
     "encoder_learning_rate",
