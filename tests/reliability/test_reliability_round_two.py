@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -14,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 from helpers import BUNDLES, import_bundle_scripts, read_csv, run_bundle
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from brats_grading.components.calibration import read_operating_point
 from brats_grading.components.data import DatasetError, load_records, read_grades_csv, scan_cases
 from brats_grading.components.datasets import cached_dataset
-from brats_grading.components.handlers import LastCheckpointSaver, PredictionSaver, SaliencySaver
+from brats_grading.components.handlers import InterruptHandler, LastCheckpointSaver, PredictionSaver, SaliencySaver
 from brats_grading.components.handlers.checkpoints import ReplacingSaver
 from brats_grading.components.preflight import CheckpointMismatchError, check_checkpoint
 from brats_grading.components.preprocessing import CheckVoxelsd
@@ -309,3 +310,27 @@ def test_a_case_id_with_a_path_separator_gets_a_saliency_file_in_the_saliency_fo
 
     path = SaliencySaver.output_path(_Saver(), "site1/../case 7")
     assert path.parent == tmp_path and path.name == "site1_.._case_7_saliency.nii.gz"
+
+
+# --- Ctrl-C and SIGTERM ---
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_checkpoint_write_lets_it_finish_then_stops_with_128_plus_the_signal(number, tmp_path):
+    """Before, Ctrl-C inside ``torch.save`` broke the write and ended in a RuntimeError traceback."""
+    before = signal.getsignal(number)
+    trainer = Engine(lambda e, b: None)
+    InterruptHandler(str(tmp_path / "last.pt")).attach(trainer)
+    written = []
+
+    def save(engine):
+        os.kill(os.getpid(), number)  # arrives while the "checkpoint" is being written
+        torch.save({"w": torch.zeros(1000)}, tmp_path / "last.pt")
+        written.append(engine.state.epoch)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, save)
+    with pytest.raises(SystemExit) as stop:
+        trainer.run([0, 1], max_epochs=3)
+    assert stop.value.code == 128 + number and written == [1]  # the write finished; epoch 2 never started
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["w"].shape == (1000,)
+    assert signal.getsignal(number) is before  # the caller's handler is back

@@ -98,8 +98,8 @@ class InterruptHandler:
     signal never lands inside ``torch.save`` or a handler, and a signal sent while an iteration runs is
     always acted on before the next one. A second Ctrl-C raises ``KeyboardInterrupt`` at once (for a run
     stuck in a data loader); it is caught here too. The epoch in progress is not saved: resuming replays it
-    from ``last.pt``, which keeps a resumed run identical to an uninterrupted one. A signal after the run
-    finished (everything written) ends the process the same way.
+    from ``last.pt``, which keeps a resumed run identical to an uninterrupted one. When the run ends, the
+    signal handlers it replaced are put back (a notebook or server that trains keeps its own).
 
     Args:
         last_checkpoint: the run's ``last.pt``.
@@ -110,7 +110,7 @@ class InterruptHandler:
         self.last_checkpoint = last_checkpoint
         self.signals = tuple(signals)
         self.received: int | None = None
-        self._finished = False
+        self._previous: dict[int, object] = {}
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._install)
@@ -121,21 +121,23 @@ class InterruptHandler:
         engine.add_event_handler(Events.COMPLETED, self._complete)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self)
 
-    def _install(self, engine: Engine) -> None:
-        self._engine = engine
+    def _install(self, _engine: Engine) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         for number in self.signals:
-            signal.signal(number, self._on_signal)
+            self._previous[number] = signal.signal(number, self._on_signal)
+
+    def _restore(self) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
 
     def _on_signal(self, number: int, _frame) -> None:
-        if self._finished:
-            self._exit(number, "after the run finished (every output is written)")
+        """Only a flag (logging here could re-enter a handler the main thread is in)."""
         if self.received == signal.SIGINT and number == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now, wherever the run is
         if self.received is None:
             self.received = number
-            logger.warning(f"{signal.Signals(number).name} received: stopping at the next iteration boundary")
 
     def _before_iteration(self, engine: Engine) -> None:
         completed = engine.state.iteration - 1  # ignite counts the iteration before it starts
@@ -152,8 +154,10 @@ class InterruptHandler:
             self._exit(self.received, f"in epoch {engine.state.epoch} after iteration {done}")
 
     def _complete(self, engine: Engine) -> None:
-        self.stop_if_requested(engine)
-        self._finished = True
+        try:
+            self.stop_if_requested(engine)
+        finally:
+            self._restore()
 
     def _exit(self, number: int, where: str) -> None:
         """Raise the stop; inside the engine, ignite logs it and hands it to :meth:`__call__`, which says why."""
@@ -161,12 +165,11 @@ class InterruptHandler:
             f"{signal.Signals(number).name}: interrupted {where}; "
             f"last complete checkpoint: {_last_checkpoint(self.last_checkpoint)}"
         )
-        if self._finished:
-            _say(message)
         raise _Stop(128 + int(number), message)
 
     def __call__(self, engine: Engine, error: BaseException) -> None:
         """Last, after ignite's own log line: the message, then exit; other errors go on unchanged."""
+        self._restore()
         if isinstance(error, KeyboardInterrupt):
             state = engine.state
             error = _Stop(
