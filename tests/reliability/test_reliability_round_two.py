@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -280,10 +279,10 @@ def test_a_checkpoint_of_another_layout_with_the_same_tensors_is_refused_naming_
 
 def test_an_ensemble_member_override_that_is_no_key_of_the_member_is_refused():
     members = import_bundle_scripts("ensemble", "members")
-    config = json.loads((BUNDLES / "resnet50_3d_ldam" / "configs" / "inference.json").read_text())
-    members._check_override_keys({"name": "resnet", "overrides": {"layout": "strided"}}, config, Path("inference.json"))
+    resnet = BUNDLES / "resnet50_3d_ldam"
+    members._check_override_keys({"name": "resnet", "overrides": {"layout": "strided", "epochs": 2}}, resnet)
     with pytest.raises(ValueError, match="override 'layuot' \\(did you mean 'layout'\\?\\) is not a key"):
-        members._check_override_keys({"name": "resnet", "overrides": {"layuot": "strided"}}, config, Path("x.json"))
+        members._check_override_keys({"name": "resnet", "overrides": {"layuot": "strided"}}, resnet)
 
 
 # --- batch inference keeps what it computed ---

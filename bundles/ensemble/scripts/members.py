@@ -101,15 +101,19 @@ def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str],
     return modalities, size
 
 
-def _check_override_keys(spec: Mapping, config: Mapping, config_file: Path) -> None:
-    """A member override must name a key of the member's inference config: a typo would be ignored."""
+def _check_override_keys(spec: Mapping, bundle_dir: Path) -> None:
+    """A member override must name a key of one of the member bundle's configs: a typo would be ignored."""
+    known: set[str] = set()
+    for path in sorted((bundle_dir / "configs").glob("*.json")):
+        content = ConfigParser.load_config_file(path) if path.name != "metadata.json" else {}
+        known.update(content if isinstance(content, dict) else {})
     for key in dict(spec.get("overrides") or {}):
-        if key not in config:
-            close = difflib.get_close_matches(key, sorted(config), n=1)
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(
-                f"member '{spec['name']}': override '{key}'{hint} is not a key of {config_file}; "
-                "expected keys of the member's inference config"
+                f"member '{spec['name']}': override '{key}'{hint} is not a key of any config in "
+                f"{bundle_dir / 'configs'}; expected keys of the member bundle"
             )
 
 
@@ -146,7 +150,7 @@ def _bundle_member(spec: dict) -> Member:
     if missing:
         raise FileNotFoundError(f"member '{spec['name']}': checkpoint(s) {missing} do not exist")
     config = ConfigParser.load_config_file(config_file)
-    _check_override_keys(spec, config, config_file)
+    _check_override_keys(spec, bundle_dir)
     overrides = {**dict(spec.get("overrides") or {}), "bundle_root": str(bundle_dir)}
     modalities, size = _input_of(config, overrides, str(config_file))
     models = []
