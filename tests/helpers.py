@@ -11,7 +11,6 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -100,40 +99,30 @@ def run_bundle(
     return result
 
 
-ITERATION_LOG = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+) --")
 
 
 def interrupt_training(
-    bundle_dir: Path,
-    config_files: list[str],
-    *overrides: str,
-    signal_number: int,
-    at_iteration: int | None = None,
-    pause_at: str | None = None,
+    bundle_dir: Path, config_files: list[str], *overrides: str, signal_number: int, pause_at: str
 ) -> tuple[int, str]:
     """Start a bundle run and send it ``signal_number`` at a point it cannot pass before the signal lands.
 
-    With ``pause_at`` ("<point>:<count>", see the components' ``fault_injection.py``) the run waits at that
-    point, prints ``paused at <point> <count>``, and the signal is sent when that line appears: the run is
-    stopped exactly there. With only ``at_iteration`` it is sent once MONAI's ``StatsHandler`` logs that
-    global iteration ("Epoch: e/E, Iter: i/n"; the run logs every iteration), while the run goes on.
+    The run waits at ``pause_at`` ("<point>:<count>", see the components' ``fault_injection.py``), prints
+    ``paused at <point> <count>``, and the signal is sent when that line appears: it stops the run exactly
+    there, however loaded the machine is (timing a signal against a log line cannot promise that).
     Returns the exit status and the whole output.
     """
     cmd, env = bundle_command(bundle_dir, config_files, *overrides, "--log_interval", "1")
     env["PYTHONUNBUFFERED"] = "1"
-    if pause_at:
-        env[PAUSE_VARIABLE] = pause_at
+    env[PAUSE_VARIABLE] = pause_at
     process = subprocess.Popen(
         cmd, cwd=bundle_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines = []
     assert process.stdout is not None
-    paused = f"paused at {pause_at.replace(':', ' ')}" if pause_at else None
+    paused = f"paused at {pause_at.replace(':', ' ')}"
     for line in process.stdout:
         lines.append(line)
-        found = ITERATION_LOG.search(line)
-        reached = found and (int(found[1]) - 1) * int(found[3]) + int(found[2]) >= (at_iteration or 0)
-        if (paused and line.startswith(paused)) or (not paused and reached):
+        if line.startswith(paused):
             process.send_signal(signal_number)
             break
     lines.extend(process.stdout)
