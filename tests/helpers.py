@@ -99,8 +99,6 @@ def run_bundle(
     return result
 
 
-
-
 def interrupt_training(
     bundle_dir: Path, config_files: list[str], *overrides: str, signal_number: int, pause_at: str
 ) -> tuple[int, str]:
