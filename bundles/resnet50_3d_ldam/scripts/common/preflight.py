@@ -127,7 +127,7 @@ def check_checkpoint(
     ``strided`` and ``medicalnet`` layouts, or permuted modalities, have the same tensors. Pickled code is
     refused (:func:`load_weights`).
     """
-    state = load_weights(checkpoint, "checkpoint")
+    loaded = state = load_weights(checkpoint, "checkpoint")
     if isinstance(state, dict) and isinstance(state.get(key), dict):
         state = state[key]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -150,19 +150,21 @@ def check_checkpoint(
             f"checkpoint '{checkpoint}' does not fit {type(getattr(network, 'module', network)).__name__}: "
             f"{'; '.join(problems[:3])}. Another architecture, layout, head or number of modalities?"
         )
-    _check_settings(checkpoint, settings)
+    metrics = loaded.get("metrics") if isinstance(loaded, dict) else None
+    _check_settings(checkpoint, settings, metrics if isinstance(metrics, dict) else {})
     return str(checkpoint)
 
 
-def _check_settings(checkpoint: str | Path, settings: dict | None) -> None:
+def _check_settings(checkpoint: str | Path, settings: dict | None, metrics: dict) -> None:
+    """``settings`` against those stored in the operating-point file, else in the checkpoint's ``metrics``
+    (already loaded by :func:`check_checkpoint`: the file is not read again)."""
     from .calibration import operating_point_path, read_operating_point
-    from .checkpoints import stored_metrics
 
     if not settings:
         return
     stored = read_operating_point(checkpoint).get("network") if operating_point_path(checkpoint).is_file() else None
     if stored is None:
-        stored = stored_metrics(checkpoint).get("network")
+        stored = metrics.get("network")
     if not isinstance(stored, dict):
         return  # a model saved before settings were stored: the shapes are all that can be checked
     for name, value in settings.items():
