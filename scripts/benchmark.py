@@ -5,7 +5,7 @@ once torch and MONAI are imported, or a new interpreter when an allocator is pre
 interleaved over repeats and reported as median (min-max), with the load average during the run, so a noisy
 machine shows.
 
-    python scripts/benchmark.py --quick          # about a minute: checks the machinery, small sizes
+    python scripts/benchmark.py --quick          # about four minutes on two cores: checks the machinery, small sizes
     python scripts/benchmark.py                  # the full run recorded in docs/performance.md
     python scripts/benchmark.py --device cuda    # the same on a GPU (float16 + GradScaler as lower precision)
     python scripts/benchmark.py --only cpu_budget  # one section (comma-separated names for several)

@@ -1,6 +1,6 @@
 """The six sections of the benchmark; each returns rows (dicts) for one table, measured by children.
 
-``Settings`` fixes sizes and repeats: ``QUICK`` is about a minute on two cores (it checks the machinery),
+``Settings`` fixes sizes and repeats: ``QUICK`` takes about four minutes on two cores (it checks the machinery),
 ``FULL`` is the run recorded in docs/performance.md.
 """
 
@@ -44,19 +44,19 @@ _SMALL_RUN = {"layout": "strided", "batch_size": 2, "accumulation_steps": 1, "us
 QUICK = Settings(
     repeats=1,
     compute_models=("resnet_strided",),
-    compute_sizes=(32,),
+    compute_sizes=(16,),
     steps=1,
-    overhead={**_SMALL_RUN, "spatial_size": [32, 32, 32], "val_batch_size": 1},  # >= 2 iterations per epoch
+    overhead={**_SMALL_RUN, "spatial_size": [16, 16, 16], "val_batch_size": 1},  # >= 2 iterations per epoch
     overhead_cases=(6, 4),
     overhead_epochs=2,
     data_voxel_mm=3.0,
     data_size=32,
-    inference={"model": "resnet_strided", "size": 32, "batch": 2, "batches": 2, "warmup": 1},
+    inference={"model": "resnet_strided", "size": 16, "batch": 2, "batches": 2, "warmup": 1},
     memory_cases=(4, 8),
-    memory_overrides={**_SMALL_RUN, "spatial_size": [32, 32, 32]},
+    memory_overrides={**_SMALL_RUN, "spatial_size": [16, 16, 16]},
     allocator_model="swin12",
     allocator_size=32,
-    peak_n=1024,
+    peak_n=512,
     cpu_budget=((2, 0), (0, 1)),
 )
 FULL = Settings(
