@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Copy the shared bundle components into every bundle's scripts/common/ (or check they are in sync).
+"""Copy the shared bundle components each bundle uses into its scripts/common/ (or check they are in sync).
 
-The source of truth is src/brats_grading/components/. Each bundle gets a byte-identical copy so
-that it runs alone (zipped, copied, published) with only its pip requirements. Run without
-options after editing a component; --check exits 1 when any copy differs (used by the tests).
+The source of truth is src/brats_grading/components/. Each bundle gets byte-identical copies of the
+modules its configs and scripts import, directly or not (``brats_grading.import_closure``), so that it
+runs alone (zipped, copied, published) with only its pip requirements and carries nothing it never runs.
+Run without options after editing a component or a config; --check exits 1 when any copy differs,
+is missing or is not needed (used by the tests).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import filecmp
 import shutil
 import sys
 from pathlib import Path
+
+from brats_grading.import_closure import bundle_closure
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "brats_grading" / "components"
@@ -31,13 +35,14 @@ def _python_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
 
 
-def source_files() -> list[str]:
-    return sorted(_python_files(SOURCE))
+def source_files(target: Path) -> list[str]:
+    """The component files the bundle holding ``target`` (its ``scripts/common``) imports."""
+    return sorted(bundle_closure(SOURCE, target.parents[1]))
 
 
 def differences(target: Path) -> list[str]:
-    """Relative paths of files missing, differing, or extra in ``target`` compared with the source."""
-    wanted = set(source_files())
+    """Relative paths of files missing, differing, or extra in ``target`` compared with what its bundle uses."""
+    wanted = set(source_files(target))
     present = _python_files(target)
     problems = sorted(present - wanted)
     for name in sorted(wanted):
@@ -48,9 +53,10 @@ def differences(target: Path) -> list[str]:
 
 def sync(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    for stale in _python_files(target) - set(source_files()):
+    wanted = source_files(target)
+    for stale in _python_files(target) - set(wanted):
         (target / stale).unlink()
-    for name in source_files():
+    for name in wanted:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SOURCE / name, target / name)
 

@@ -6,43 +6,47 @@ MONAI's: what the handler does, ending in ``Handler``, ``Saver`` or ``Loader``. 
 off in a config in one way only: ``"_disabled_"``.
 """
 
-from .checkpoints import BestCheckpointSaver, LastCheckpointSaver, StoredMetricCheckHandler, TrainerCheckpointLoader
-from .early_stopping import MinEpochsEarlyStopHandler
-from .ema import OptimizerStepEMAHandler, ema_copy
-from .engine_outputs import batch_ids, case_items, hgg_log_odds, hgg_probability_output
-from .failures import BatchInferenceError, CaseFailures
-from .faults import InterruptHandler, NonFiniteLossError, NonFiniteLossHandler
-from .metrics import EpochMetricsHandler
-from .predictions import PredictionSaver
-from .publishing import BestModelSaver
-from .run_report import RunReportSaver
-from .saliency import SaliencySaver
-from .training_controls import EpochSeedHandler, GradientClipHandler, StopAtEpochHandler, is_optimizer_step
+from __future__ import annotations
 
-__all__ = [
-    "BatchInferenceError",
-    "BestCheckpointSaver",
-    "BestModelSaver",
-    "CaseFailures",
-    "InterruptHandler",
-    "NonFiniteLossError",
-    "NonFiniteLossHandler",
-    "EpochMetricsHandler",
-    "EpochSeedHandler",
-    "GradientClipHandler",
-    "LastCheckpointSaver",
-    "MinEpochsEarlyStopHandler",
-    "OptimizerStepEMAHandler",
-    "PredictionSaver",
-    "RunReportSaver",
-    "SaliencySaver",
-    "StopAtEpochHandler",
-    "StoredMetricCheckHandler",
-    "TrainerCheckpointLoader",
-    "batch_ids",
-    "case_items",
-    "ema_copy",
-    "hgg_log_odds",
-    "hgg_probability_output",
-    "is_optimizer_step",
-]
+import importlib
+
+#: every exported name and the submodule defining it; imported on first use, so a bundle that runs
+#: inference alone never imports (nor needs a copy of) the training handlers
+_MODULE_OF = {
+    "batch_ids": "engine_outputs",
+    "BatchInferenceError": "failures",
+    "BestCheckpointSaver": "checkpoints",
+    "BestModelSaver": "publishing",
+    "case_items": "engine_outputs",
+    "CaseFailures": "failures",
+    "ema_copy": "ema",
+    "EpochMetricsHandler": "metrics",
+    "EpochSeedHandler": "training_controls",
+    "GradientClipHandler": "training_controls",
+    "hgg_log_odds": "engine_outputs",
+    "hgg_probability_output": "engine_outputs",
+    "InterruptHandler": "faults",
+    "is_optimizer_step": "training_controls",
+    "LastCheckpointSaver": "checkpoints",
+    "MinEpochsEarlyStopHandler": "early_stopping",
+    "NonFiniteLossError": "faults",
+    "NonFiniteLossHandler": "faults",
+    "OptimizerStepEMAHandler": "ema",
+    "PredictionSaver": "predictions",
+    "RunReportSaver": "run_report",
+    "SaliencySaver": "saliency",
+    "StopAtEpochHandler": "training_controls",
+    "StoredMetricCheckHandler": "checkpoints",
+    "TrainerCheckpointLoader": "checkpoints",
+}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
