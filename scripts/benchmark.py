@@ -23,8 +23,9 @@ from pathlib import Path
 
 import fire
 
-from brats_grading.benchmark import report, sections
+from brats_grading.benchmark import machine, report, sections
 from brats_grading.benchmark.runner import LoadMonitor
+from brats_grading.benchmark.settings import FULL, QUICK
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def main(
     names = chosen_sections(only)
     import monai  # noqa: F401 - imported once here, so every forked measurement starts warm
 
-    settings = sections.QUICK if quick else sections.FULL
+    settings = QUICK if quick else FULL
     work = Path(output_dir).resolve() / ("work_quick" if quick else "work")
     start = time.time()
     measured: dict = {}
@@ -70,12 +71,7 @@ def main(
         if "inference" in names:
             measured["inference"] = sections.inference(settings, device)
         if "memory" in names:
-            by_size, allocator_rows = sections.memory(settings, work, device)
-            measured["memory"] = {
-                "by_dataset_size": by_size,
-                "allocators": allocator_rows,
-                "allocator_model": f"{settings.allocator_model} at {settings.allocator_size}^3, batch 1",
-            }  # fmt: skip
+            measured["memory"] = sections.memory(settings, work, device)
         if "cpu_budget" in names:
             measured["cpu_budget"] = sections.cpu_budget(settings, work, device)
     result = {
@@ -83,7 +79,7 @@ def main(
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full",
         "seconds": time.time() - start,
-        "machine": sections.machine(device),  # last: naming a GPU initialises CUDA, which forked children cannot share
+        "machine": machine.machine(device),  # last: naming a GPU initialises CUDA, which forked children cannot share
         "load_average": load.summary(),
         **measured,
     }

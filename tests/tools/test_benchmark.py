@@ -109,7 +109,7 @@ def test_inference_compares_eager_torchscript_and_precisions_with_output_differe
         assert math.isfinite(row["max_log_odds_difference"]) and row["cases_per_s"] > 0
 
 
-def test_memory_reports_dataset_sizes_and_allocators(quick):
+def test_memory_reports_dataset_sizes_allocators_and_gradient_checkpointing(quick):
     memory = quick[0]["memory"]
     assert [r["cases"] for r in memory["by_dataset_size"]] == [4, 8]
     assert all(r["peak_rss_mib"] > 100 for r in memory["by_dataset_size"])
@@ -118,6 +118,15 @@ def test_memory_reports_dataset_sizes_and_allocators(quick):
     assert memory["allocators"][0]["speedup"] == 1
     for row in memory["allocators"]:
         _timing(row["s_per_step"])
+    [checkpointing] = memory["gradient_checkpointing"]
+    assert (checkpointing["model"], checkpointing["input"]) == ("swin12", "32^3")
+    _timing(checkpointing["off_s_per_step"])
+    _timing(checkpointing["on_s_per_step"])
+    assert checkpointing["time_ratio"] == pytest.approx(
+        checkpointing["on_s_per_step"]["median"] / checkpointing["off_s_per_step"]["median"]
+    )
+    assert checkpointing["memory_ratio"] == pytest.approx(checkpointing["on_peak_mib"] / checkpointing["off_peak_mib"])
+    assert "gradient checkpointing off and on" in quick[1]
 
 
 def test_cpu_budget_measures_each_workers_and_threads_pair(quick):

@@ -2,5 +2,5 @@
 
 ``monai.bundle`` puts the bundle root on ``sys.path`` and imports this package as the top-level name
 ``scripts``; the modules therefore refer to each other only through relative imports so that the same
-files also work when loaded under another name (as the tests and ``scripts/benchmark_memory.py`` do).
+files also work when loaded under another name (as the tests and ``scripts/benchmark.py`` do).
 """

@@ -13,7 +13,8 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from .child import MARK, REPO, TASKS
+from .child import TASKS
+from .measuring import MARK, REPO
 
 
 class ChildError(RuntimeError):

@@ -1,120 +1,13 @@
-"""The six sections of the benchmark; each returns rows (dicts) for one table, measured by children.
-
-``Settings`` fixes sizes and repeats: ``QUICK`` takes about four minutes on two cores (it checks the machinery),
-``FULL`` is the run recorded in docs/performance.md.
-"""
+"""The six sections of the benchmark; each returns rows (dicts) for one table, measured by children
+at the sizes of a ``settings.Settings``."""
 
 from __future__ import annotations
 
-import ctypes.util
-import glob
-import os
-import platform
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from .machine import allocators
 from .runner import interleaved, run_child, spread
-
-#: BraTS 2018 training cases: what a full cache would hold
-BRATS_2018_CASES = 285
-
-
-@dataclass(frozen=True)
-class Settings:
-    repeats: int
-    compute_models: tuple[str, ...]
-    compute_sizes: tuple[int, ...]
-    steps: int
-    overhead: dict
-    overhead_cases: tuple[int, int]  # (n_hgg, n_lgg)
-    overhead_epochs: int
-    data_voxel_mm: float
-    data_size: int
-    inference: dict
-    memory_cases: tuple[int, ...]
-    memory_overrides: dict
-    allocator_model: str
-    allocator_size: int
-    peak_n: int
-    cpu_budget: tuple[tuple[int, int], ...]  # (DataLoader workers, main-process torch threads; 0: one per core)
-
-
-_SMALL_RUN = {"layout": "strided", "batch_size": 2, "accumulation_steps": 1, "use_ema": False, "num_workers": 0}
-QUICK = Settings(
-    repeats=1,
-    compute_models=("resnet_strided",),
-    compute_sizes=(16,),
-    steps=1,
-    overhead={**_SMALL_RUN, "spatial_size": [16, 16, 16], "val_batch_size": 1},  # >= 2 iterations per epoch
-    overhead_cases=(6, 4),
-    overhead_epochs=2,
-    data_voxel_mm=3.0,
-    data_size=32,
-    inference={"model": "resnet_strided", "size": 16, "batch": 2, "batches": 2, "warmup": 1},
-    memory_cases=(4, 8),
-    memory_overrides={**_SMALL_RUN, "spatial_size": [16, 16, 16]},
-    allocator_model="swin12",
-    allocator_size=32,
-    peak_n=512,
-    cpu_budget=((2, 0), (0, 1)),
-)
-FULL = Settings(
-    repeats=2,
-    compute_models=("resnet_medicalnet", "resnet_strided", "swin24", "swin48"),
-    compute_sizes=(64, 128),
-    steps=2,
-    overhead={
-        "layout": "medicalnet",
-        "batch_size": 2,
-        "accumulation_steps": 1,
-        "use_ema": False,
-        "num_workers": 2,
-        "spatial_size": [64, 64, 64],
-    },  # fmt: skip
-    overhead_cases=(16, 12),
-    overhead_epochs=3,
-    data_voxel_mm=1.0,
-    data_size=128,
-    inference={"model": "resnet_medicalnet", "size": 128, "batch": 2, "batches": 3, "warmup": 1},
-    memory_cases=(8, 16, 32),
-    memory_overrides={**_SMALL_RUN, "spatial_size": [64, 64, 64]},
-    allocator_model="swin48",
-    allocator_size=128,
-    peak_n=2048,
-    cpu_budget=((4, 0), (2, 0), (1, 0), (0, 0), (2, 1), (1, 1)),
-)
-
-
-def low_precision(device: str) -> str:
-    """The autocast dtype the bundles use on ``device``: float16 on GPUs (with a GradScaler), bfloat16 on CPUs."""
-    return "float16" if device.startswith("cuda") else "bfloat16"
-
-
-def machine(device: str = "cpu") -> dict:
-    """What the figures were measured on: CPU, cores, GPU, libraries, bfloat16 support."""
-    import monai
-    import torch
-
-    flags = ""
-    if Path("/proc/cpuinfo").is_file():
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
-        platform.processor(),
-    ) if Path("/proc/cpuinfo").is_file() else platform.processor()  # fmt: skip
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "device": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "platform": platform.platform(),
-    }
+from .settings import BRATS_2018_CASES, FULL, Settings, low_precision
 
 
 def compute(settings: Settings, device: str = "cpu") -> list[dict]:
@@ -298,30 +191,9 @@ def inference(settings: Settings, device: str = "cpu") -> list[dict]:
     return rows
 
 
-def allocators() -> dict[str, dict]:
-    """Allocator settings to compare: glibc's default, glibc tunables, and any preloadable allocator installed.
-
-    glibc caps its mmap threshold at 32 MiB, so the large activation buffers of a 3D step are always
-    mmap'ed and freed; ``glibc.malloc.hugetlb=1`` at least backs them with transparent huge pages.
-    """
-    from ..recipes import MALLOC_SETTINGS
-
-    trim = {k: v for k, v in MALLOC_SETTINGS.items() if k.startswith("MALLOC_")}
-    found = {
-        "glibc default": {},
-        "glibc trim / top pad": trim,
-        "glibc + huge pages": {**trim, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
-    }
-    for name in ("mimalloc", "jemalloc", "tcmalloc"):
-        candidates = sorted(glob.glob(os.path.join(sys.prefix, "**", f"lib{name}.so"), recursive=True))
-        path = candidates[0] if candidates else ctypes.util.find_library(name)
-        if path:
-            found[f"{name} (LD_PRELOAD)"] = {"LD_PRELOAD": path}
-    return found
-
-
-def memory(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[dict], list[dict]]:
-    """Peak RSS of training against dataset size (disk cache), and a Swin step's time and RSS per allocator.
+def memory(settings: Settings, work: Path, device: str = "cpu") -> dict:
+    """Peak RSS of training against dataset size (disk cache), a Swin step's time and RSS per allocator, and
+    what gradient checkpointing saves and costs.
 
     The allocator comparison is for CPU compute only (on a GPU the activations live in device memory)."""
     size_rows = []
@@ -332,8 +204,11 @@ def memory(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[di
                      "device": device}  # fmt: skip
         result = run_child("bundle_run", {"bundle": "resnet50_3d_ldam", "overrides": overrides})
         size_rows.append({"cases": cases, "peak_rss_mib": result["peak_rss_mib"]})
+    result = {"by_dataset_size": size_rows, "allocators": [],
+              "allocator_model": f"{settings.allocator_model} at {settings.allocator_size}^3, batch 1",
+              "gradient_checkpointing": gradient_checkpointing(settings, device)}  # fmt: skip
     if device != "cpu":
-        return size_rows, []
+        return result
     settings_by_name = allocators()
     names = list(settings_by_name)
     steps = settings.steps if settings.allocator_size <= 64 else 1
@@ -347,7 +222,31 @@ def memory(settings: Settings, work: Path, device: str = "cpu") -> tuple[list[di
         seconds = spread([t for run in runs for t in run["times"]])
         allocator_rows.append({"allocator": name, "s_per_step": seconds, "speedup": default / seconds["median"],
                                "peak_rss_mib": max(run["peak_rss_mib"] for run in runs)})  # fmt: skip
-    return size_rows, allocator_rows
+    result["allocators"] = allocator_rows
+    return result
+
+
+def gradient_checkpointing(settings: Settings, device: str = "cpu") -> list[dict]:
+    """A Swin training step (float32, batch 1) with gradient checkpointing off and on: its time and peak memory
+    (RSS on a CPU, device memory on a GPU), interleaved; the ratios are on / off."""
+    rows = []
+    for model in settings.checkpointing_models:
+        for size in settings.checkpointing_sizes:
+            steps = settings.steps if size <= 64 else 1
+            arguments = {"model": model, "size": size, "batch": 1, "precision": "float32", "channels_last": False,
+                         "steps": steps, "warmup": 1, "device": device}  # fmt: skip
+            results = interleaved((False, True), lambda on, a=arguments: run_child("train_step", {**a, "use_checkpoint": on}),
+                                  settings.repeats)  # fmt: skip
+            measured = []
+            for runs in results:
+                seconds = spread([t for run in runs for t in run["times"]])
+                peak = max(run["peak_device_mib"] or run["peak_rss_mib"] for run in runs)
+                measured.append((seconds, peak))
+            (off_s, off_peak), (on_s, on_peak) = measured
+            rows.append({"model": model, "input": f"{size}^3", "off_s_per_step": off_s, "on_s_per_step": on_s,
+                         "off_peak_mib": off_peak, "on_peak_mib": on_peak,
+                         "time_ratio": on_s["median"] / off_s["median"], "memory_ratio": on_peak / off_peak})  # fmt: skip
+    return rows
 
 
 def cpu_budget(settings: Settings, work: Path, device: str = "cpu") -> list[dict]:
