@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def held_out_metrics(predictions: Path, dataset: Path) -> dict:
     called = [p for p, g in zip(probs, grades, strict=True) if g == 1]
     threshold = min(called) if called else 1.0 + 1e-9
     labels = [truth[r["id"]] for r in rows]
-    metrics = classification_metrics(labels, probs, threshold)
+    raw_probs = [1.0 / (1.0 + math.exp(-float(r["logit"]))) for r in rows]  # the collapse check reads these
+    metrics = classification_metrics(labels, probs, threshold, raw_probs=raw_probs)
     metrics["auc_95ci"] = auc_bootstrap_interval(labels, probs)
     return metrics
 

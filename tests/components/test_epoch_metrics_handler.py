@@ -46,3 +46,41 @@ def test_a_given_operating_point_is_used_instead_of_a_fitted_one(tmp_path):
     # P(HGG) = sigmoid(z / 2) >= 0.7 only for z = 3.0 (sigmoid(1.5) = 0.82; sigmoid(0.75) = 0.68)
     assert recorded["metrics"]["true_positives"] == 1 and recorded["metrics"]["false_positives"] == 0
     assert recorded["metrics"]["threshold_rule"] == "stored"
+
+
+@pytest.mark.parametrize("operating_point", [None, {"temperature": 0.0025, "threshold": 0.5}])
+def test_a_collapsed_model_is_flagged_whatever_the_temperature(tmp_path, operating_point, caplog):
+    """Log-odds within 0.003 of each other (raw P(HGG) spread 0.00075) that still rank the cases perfectly:
+    the fitted temperature runs to its lower bound and stretches them over [0, 1], which must not hide the
+    collapse; a stored tiny temperature must not either."""
+    log_odds = [0.0006 * i for i in range(-3, 3)]  # -0.0018 ... 0.0012, increasing
+    labels = [0, 0, 0, 1, 1, 1]
+    pred = torch.tensor([[0.0, z] for z in log_odds])
+    batches = [{"id": [f"case{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}]
+    report = RunReport(tmp_path)
+    engine = _replaying_engine()
+    EpochMetricsHandler(report, "val", operating_point=operating_point).attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run(batches)
+    metrics = report.latest["val"]["metrics"]
+    probs = report.latest["val"]["probs"]
+    assert max(probs) - min(probs) > 0.1  # scaled, the spread no longer looks collapsed
+    assert metrics["collapsed"] and "before temperature scaling" in metrics["collapse_reason"]
+    assert engine.state.metrics["val_selection_score"] < 0  # ranked below any healthy epoch
+    if operating_point is None:
+        assert metrics["temperature_at_bound"] and "at a bound of its search range" in caplog.text
+    else:
+        assert not metrics["temperature_at_bound"]
+
+
+def test_a_healthy_model_is_not_flagged(tmp_path, caplog):
+    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
+    labels = [0, 0, 1, 1, 0, 1]
+    pred = torch.tensor([[0.0, z] for z in log_odds])
+    report = RunReport(tmp_path)
+    engine = _replaying_engine()
+    EpochMetricsHandler(report, "val").attach(engine)
+    with caplog.at_level("WARNING"):
+        engine.run([{"id": [f"c{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}])
+    metrics = report.latest["val"]["metrics"]
+    assert not metrics["collapsed"] and not metrics["temperature_at_bound"] and "collapsed" not in caplog.text

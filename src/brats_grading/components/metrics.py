@@ -72,18 +72,22 @@ def choose_threshold(labels: Sequence[int], probs: Sequence[float], rule: str = 
     return float(candidates[int(np.argmax(scores))])
 
 
-def collapse_reason(probs: Sequence[float], threshold: float) -> str | None:
+def collapse_reason(probs: Sequence[float], threshold: float, raw_probs: Sequence[float] | None = None) -> str | None:
     """Why a set of predictions shows a collapsed model, or None when it does not.
 
-    Collapsed: P(HGG) spans less than :data:`COLLAPSE_SPREAD`, or the threshold puts every case
-    in one class. Such a model answers the same whatever the image, whatever its AUC says.
+    Collapsed: the network's own P(HGG) (``raw_probs``, before temperature scaling; ``probs`` when not
+    given) spans less than :data:`COLLAPSE_SPREAD`, or the threshold puts every case in one class. Such a
+    model answers the same whatever the image, whatever its AUC says. The spread is judged before scaling
+    because a temperature near its lower bound stretches a near-constant output across [0, 1].
     """
     p = np.asarray(probs, dtype=float)
     if len(p) < 2:
         return None
-    spread = float(p.max() - p.min())
+    raw = p if raw_probs is None else np.asarray(raw_probs, dtype=float)
+    spread = float(raw.max() - raw.min())
     if spread < COLLAPSE_SPREAD:
-        return f"P(HGG) nearly constant: spread {spread:.3g} < {COLLAPSE_SPREAD} over {len(p)} cases"
+        before = "" if raw_probs is None else " before temperature scaling"
+        return f"P(HGG) nearly constant{before}: spread {spread:.3g} < {COLLAPSE_SPREAD} over {len(p)} cases"
     predicted = p >= threshold
     if predicted.all() or not predicted.any():
         grade = LABEL_NAMES[int(predicted[0])]
@@ -114,8 +118,12 @@ def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     }
 
 
-def classification_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict:
+def classification_metrics(
+    labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5, raw_probs: Sequence[float] | None = None
+) -> dict:
     """All grading metrics from labels (1 = HGG) and P(HGG), at ``threshold`` and, under ``at_0_5``, at 0.5.
+
+    ``raw_probs``: P(HGG) before temperature scaling, where ``probs`` are scaled; the collapse check reads it.
 
     Returns accuracy, balanced accuracy, macro precision / recall / F1, ROC AUC, average precision,
     sensitivity (HGG recall), specificity (LGG recall), the confusion counts (false negatives are
@@ -124,7 +132,7 @@ def classification_metrics(labels: Sequence[int], probs: Sequence[float], thresh
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
     both_classes = len(np.unique(y)) == 2
-    reason = collapse_reason(p, threshold)
+    reason = collapse_reason(p, threshold, raw_probs)
     result = {
         **_threshold_metrics(y, p, threshold),
         "auc": skm.roc_auc_score(y, p) if both_classes else float("nan"),

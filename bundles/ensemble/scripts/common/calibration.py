@@ -63,6 +63,12 @@ def fit_temperature(logits: Sequence[float], labels: Sequence[int]) -> float:
     return float(math.exp(result.x))
 
 
+def temperature_at_bound(temperature: float) -> bool:
+    """Whether a fitted temperature sits at an end of its search range: the fit ran out of room (near-
+    constant or perfectly separated log-odds), so the calibrated probabilities say little."""
+    return abs(abs(math.log(temperature)) - LOG_T_BOUND) < 1e-3
+
+
 def expected_calibration_error(labels: Sequence[int], probs: Sequence[float], n_bins: int = 10) -> float:
     """ECE of P(HGG): the case-weighted mean |mean P - fraction HGG| over ``n_bins`` equal-width bins."""
     y = np.asarray(labels, dtype=np.float64)

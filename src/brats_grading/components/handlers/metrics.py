@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.utils import evenly_divisible_all_gather, string_list_all_gather
 
-from ..calibration import calibrated_probs, expected_calibration_error, fit_temperature
+from ..calibration import calibrated_probs, expected_calibration_error, fit_temperature, temperature_at_bound
 from ..metrics import THRESHOLD_RULES, choose_threshold, classification_metrics
 from ..run_report import RunReport
 from .engine_outputs import batch_ids, case_items, case_label_tensor, hgg_log_odds
@@ -134,12 +134,14 @@ class EpochMetricsHandler:
         log_odds = hgg_log_odds(logits).tolist() if len(logits) else []
         label_list = labels.tolist()
         temperature, threshold, rule, probs = self._operating_point(log_odds, label_list)
-        metrics = classification_metrics(label_list, probs, threshold)
+        raw_probs = calibrated_probs(log_odds, 1.0).tolist()
+        metrics = classification_metrics(label_list, probs, threshold, raw_probs=raw_probs)
         metrics.update(
             temperature=temperature,
+            temperature_at_bound=self.operating_point is None and self.calibrate and temperature_at_bound(temperature),
             threshold_rule=rule,
             ece=expected_calibration_error(label_list, probs),
-            ece_uncalibrated=expected_calibration_error(label_list, calibrated_probs(log_odds, 1.0)),
+            ece_uncalibrated=expected_calibration_error(label_list, raw_probs),
         )
         if self.losses:
             metrics["loss"] = float(torch.stack(self.losses).mean())
@@ -161,3 +163,8 @@ class EpochMetricsHandler:
         )
         if metrics["collapsed"]:
             logger.warning(f"epoch {epoch} {self.prefix}: model collapsed: {metrics['collapse_reason']}")
+        if metrics["temperature_at_bound"]:
+            logger.warning(
+                f"epoch {epoch} {self.prefix}: fitted temperature {temperature:.3g} is at a bound of its search "
+                "range: the calibrated P(HGG) and threshold rest on near-constant or perfectly separated log-odds"
+            )
