@@ -105,5 +105,28 @@ def test_the_early_stopper_saved_for_resuming_is_the_attached_one():
     for bundle in ("resnet50_3d_ldam", "swin_unetr_cls"):
         config = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
         assert config["checkpoint_contents"]["early_stopper"] == "@early_stopper", bundle
-        assert config["train"]["handlers"].count("@early_stopper") == 1, bundle
+        attached = [h for h in config["train"]["handlers"] if h.get("_target_") == "@early_stopper"]
+        assert attached == [{"_target_": "@early_stopper", "_mode_": "callable"}], bundle
         assert config["early_stopper"]["_target_"] == "scripts.common.handlers.MinEpochsEarlyStopHandler", bundle
+
+
+def test_every_handler_is_a_component_so_monai_can_check_the_workflow():
+    """MONAI's train-workflow property check reads ``_target_`` of every handler; a bare ``"@ref"`` breaks it."""
+
+    def handler_lists(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.split("#")[-1] == "handlers" and isinstance(value, list):
+                    yield value
+                yield from handler_lists(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from handler_lists(value)
+
+    checked = 0
+    for path in sorted(BUNDLES.glob("*/configs/*.json")):
+        for handlers in handler_lists(json.loads(path.read_text())):
+            for handler in handlers:
+                assert isinstance(handler, dict) and "_target_" in handler, (path, handler)
+                checked += 1
+    assert checked > 20
