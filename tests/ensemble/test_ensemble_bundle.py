@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_bundle, failure_text, read_csv, run_bundle, run_in_bundle
+import torch
+from helpers import REPO, copy_bundle, failure_text, import_bundle_scripts, read_csv, run_bundle, run_in_bundle
+from monai.bundle import ConfigParser
+from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
+
+from brats_grading.components.bundle_env import bundle_importable
+from brats_grading.components.data import load_records
 
 pytestmark = pytest.mark.slow
 BUNDLE = "ensemble"
@@ -105,6 +111,42 @@ def test_members_with_other_channels_and_sizes_equal_their_own_bundles(
         expected = (3 * float(row["prob_resnet_flair"]) + float(row["prob_swin"])) / 4
         assert float(row["prob_hgg"]) == pytest.approx(expected, abs=1e-12)
         assert row["predicted_grade"] == ("HGG" if expected >= 0.5 else "LGG")
+
+
+def _preprocessed(bundle: Path, config: dict, overrides: dict, record: dict, key: str = "preprocessing"):
+    """``record`` through the ``key`` transforms of a bundle's inference config."""
+    parser = ConfigParser(config)
+    parser.update({**overrides, "bundle_root": str(bundle)})
+    with bundle_importable(bundle):
+        content = parser.get_parsed_content(key, lazy=False)
+        return (Compose(content) if isinstance(content, list) else content)(dict(record))
+
+
+def test_a_member_is_fed_by_the_network_input_of_its_own_inference_json(members, small_brats, tmp_path):
+    """Edit one step of a member's own ``network_input``: the ensemble feeds the member the edited input."""
+    source = members["resnet_flair"]
+    bundle = copy_bundle("resnet50_3d_ldam", tmp_path / "edited")
+    config_file = bundle / "configs" / "inference.json"
+    config = json.loads(config_file.read_text())
+    next(t for t in config["network_input"] if t["_target_"] == "Resized")["mode"] = "nearest"
+    config_file.write_text(json.dumps(config, indent=4))
+    spec = {"name": "edited", "bundle": str(bundle), "checkpoints": [str(source["checkpoint"])]}
+    member = import_bundle_scripts(BUNDLE, "members").load_member({**spec, "overrides": source["overrides"]})
+    inputs = import_bundle_scripts(BUNDLE, "inputs")
+
+    case = load_records(small_brats / "datalist.json")[0]
+    flair = {**case, "image": case["image"][3:]}  # records list t1, t1ce, t2, flair
+    ensemble = REPO / "bundles" / BUNDLE
+    loaded = _preprocessed(
+        ensemble, json.loads((ensemble / "configs" / "inference.json").read_text()), {}, flair, "loading"
+    )
+    fed = inputs.MemberInputsd([member], ["flair"])(loaded)[inputs.member_key(member)]
+
+    own = _preprocessed(bundle, config, source["overrides"], flair)["image"]
+    original = REPO / "bundles" / "resnet50_3d_ldam"
+    unedited = json.loads((original / "configs" / "inference.json").read_text())
+    assert torch.equal(fed, own)
+    assert not torch.equal(fed, _preprocessed(original, unedited, source["overrides"], flair)["image"])
 
 
 def test_one_member_ensemble_is_that_member(bundle, members, own_predictions, small_brats, tmp_path):

@@ -1,8 +1,9 @@
 """Feed every member what it expects from one load of each case.
 
-The union of the members' modalities is loaded and oriented once (in the datalist's channel order).
-Each member then gets ``image_<name>``: its own channels, cropped, z-scored and resized exactly as its
-own bundle's preprocessing does, so a member's prediction here equals its prediction in its bundle.
+The union of the members' modalities is loaded and oriented once (in the datalist's channel order), by
+the ``loading`` transforms of the ensemble's ``inference.json``. Each member then gets ``image_<name>``:
+its own channels through the ``network_input`` transforms of its own ``inference.json`` (crop, z-score,
+resize), so a member's prediction here equals its prediction in its bundle.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.transforms import Compose, MapTransform, Transform
+from monai.transforms import Compose, MapTransform
 
 from .common.data import CHANNEL_ORDER
-from .common.preprocessing import loading_transforms, network_input_transforms
 from .members import Member
 
-__all__ = ["MemberInputsd", "ensemble_modalities", "ensemble_preprocessing", "member_key", "placeholder"]
+__all__ = ["MemberInputsd", "ensemble_modalities", "member_key", "placeholder"]
 
 
 def member_key(member: Member) -> str:
@@ -40,21 +40,17 @@ class MemberInputsd(MapTransform):
         self.image_key = image_key
         self.pipelines: dict[str, tuple[list[int], Compose]] = {}
         for member in members:
+            if not member.input_transforms:
+                raise ValueError(f"member '{member.name}' has no input transforms (its config's network_input)")
             channels = [list(modalities).index(m) for m in member.modalities]
-            key = member_key(member)
-            self.pipelines[key] = (channels, Compose(network_input_transforms(member.spatial_size, image_key=key)))
+            self.pipelines[member_key(member)] = (channels, Compose(member.input_transforms))
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         image = d.pop(self.image_key)
         for key, (channels, pipeline) in self.pipelines.items():
-            d = pipeline({**d, key: image[channels]})
+            d[key] = pipeline({"image": image[channels]})["image"]
         return d
-
-
-def ensemble_preprocessing(members: Sequence[Member]) -> list[Transform]:
-    """Load the union of modalities once, then build every member's input."""
-    return [*loading_transforms(), MemberInputsd(members, ensemble_modalities(members))]
 
 
 def placeholder(members: Sequence[Member]) -> dict:

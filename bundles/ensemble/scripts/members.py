@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,8 @@ class Member:
     spatial_size: list[int]
     source: str
     oof_predictions: str | None = None
+    #: the member config's ``network_input`` transforms (crop, normalise, resize) on key ``image``
+    input_transforms: list = field(default_factory=list)
 
     @property
     def threshold(self) -> float:
@@ -87,18 +89,21 @@ def _as_list(value) -> list[str]:
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
 
 
-def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str], list[int]]:
+def _input_of(config: dict, overrides: Mapping, source: str) -> tuple[list[str], list[int], list]:
+    """The member's modalities, input size and ``network_input`` transforms, parsed from its own config."""
     parser = ConfigParser(dict(config))
-    parser.update(dict(overrides))
+    parser.update({**dict(overrides), "saliency": False})
     try:
         modalities = list(parser.get_parsed_content("modalities"))
         size = parser.get_parsed_content("spatial_size")
+        transforms = list(parser.get_parsed_content("network_input", lazy=False))
     except KeyError as err:
         raise ValueError(
-            f"{source}: its inference config has no {err} (the ensemble needs modalities and spatial_size)"
+            f"{source}: its inference config has no {err} (the ensemble needs modalities, spatial_size and "
+            "network_input, the transforms that make a loaded case the member's input)"
         ) from err
     size = [int(size)] * 3 if isinstance(size, int) else [int(s) for s in size]
-    return modalities, size
+    return modalities, size, transforms
 
 
 def _check_override_keys(spec: Mapping, bundle_dir: Path) -> None:
@@ -125,8 +130,11 @@ def _load_state_dict(path: str) -> dict:
     return state
 
 
-def _member(spec: dict, models: list, files: list[str], modalities: list[str], size: list[int], source: str) -> Member:
+def _member(
+    spec: dict, models: list, files: list[str], inputs: tuple[list[str], list[int], list], source: str
+) -> Member:
     """A Member with the operating point stored next to each of its model files."""
+    modalities, size, transforms = inputs
     points = [read_operating_point(f) for f in files]
     return Member(
         name=spec["name"],
@@ -137,6 +145,7 @@ def _member(spec: dict, models: list, files: list[str], modalities: list[str], s
         spatial_size=size,
         source=source,
         oof_predictions=spec.get("oof_predictions"),
+        input_transforms=transforms,
     )
 
 
@@ -152,9 +161,9 @@ def _bundle_member(spec: dict) -> Member:
     config = ConfigParser.load_config_file(config_file)
     _check_override_keys(spec, bundle_dir)
     overrides = {**dict(spec.get("overrides") or {}), "bundle_root": str(bundle_dir)}
-    modalities, size = _input_of(config, overrides, str(config_file))
     models = []
     with bundle_importable(bundle_dir):
+        inputs = _input_of(config, overrides, str(config_file))
         for checkpoint in checkpoints:
             parser = ConfigParser(dict(config))
             parser.update(overrides)
@@ -163,7 +172,7 @@ def _bundle_member(spec: dict) -> Member:
             check_checkpoint(checkpoint, network, settings)  # the layout or modalities it was trained with
             network.load_state_dict(_load_state_dict(checkpoint))
             models.append(network.eval())
-    return _member(spec, models, checkpoints, modalities, size, str(bundle_dir))
+    return _member(spec, models, checkpoints, inputs, str(bundle_dir))
 
 
 def _torchscript_member(spec: dict) -> Member:
@@ -179,8 +188,8 @@ def _torchscript_member(spec: dict) -> Member:
             raise ValueError(f"member '{spec['name']}': {path} is not a TorchScript archive ({one_line(err)})") from err
         if config is None and extra["inference.json"]:
             config = json.loads(extra["inference.json"])
-    modalities, size = _input_of(config or {}, spec.get("overrides") or {}, f"member '{spec['name']}' ({files[0]})")
-    return _member(spec, models, files, modalities, size, files[0])
+    inputs = _input_of(config or {}, spec.get("overrides") or {}, f"member '{spec['name']}' ({files[0]})")
+    return _member(spec, models, files, inputs, files[0])
 
 
 def load_member(spec: Mapping, index: int = 0) -> Member:
