@@ -40,6 +40,18 @@ def import_bundle_scripts(bundle: str, module: str | None = None) -> ModuleType:
     return importlib.import_module(f"{package}.{module}" if module else package)
 
 
+def parsed_config_item(bundle_dir: Path, config: dict, key: str, **overrides):
+    """``key`` of a bundle ``config`` parsed in this process, with ``overrides`` and the bundle's ``scripts``."""
+    from monai.bundle import ConfigParser
+
+    from brats_grading.components.bundle_env import bundle_importable
+
+    parser = ConfigParser(config)
+    parser.update({"bundle_root": str(bundle_dir), **overrides})
+    with bundle_importable(bundle_dir):
+        return parser.get_parsed_content(key, lazy=False)
+
+
 def copy_bundle(name: str, destination: Path) -> Path:
     """Copy a bundle alone (as a user would unzip it), without caches or previous runs."""
     target = destination / name

@@ -10,11 +10,9 @@ import json
 
 import pytest
 import torch
-from helpers import REPO
-from monai.bundle import ConfigParser
+from helpers import REPO, parsed_config_item
 from monai.transforms import Compose
 
-from brats_grading.components.bundle_env import bundle_importable
 from brats_grading.components.data import load_records
 from brats_grading.components.preprocessing import augmentation_transforms, preprocessing_transforms
 
@@ -29,10 +27,8 @@ def one_case(small_brats) -> dict:
 
 def _parsed(bundle: str, config: str, key: str, **overrides):
     folder = REPO / "bundles" / bundle
-    parser = ConfigParser(json.loads((folder / "configs" / config).read_text()))
-    parser.update({"bundle_root": str(folder), "spatial_size": SIZE, **overrides})
-    with bundle_importable(folder):
-        return parser.get_parsed_content(key, lazy=False)
+    config = json.loads((folder / "configs" / config).read_text())
+    return parsed_config_item(folder, config, key, spatial_size=SIZE, **overrides)
 
 
 @pytest.mark.parametrize("bundle", MODEL_BUNDLES)
@@ -58,22 +54,21 @@ def test_training_and_validation_preprocessing_equal_the_shared_transforms(bundl
 @pytest.mark.parametrize("bundle", MODEL_BUNDLES)
 def test_one_step_can_be_overridden_from_the_command_line(bundle, one_case):
     """A user changes one transform by its config id, e.g. ``--network_input#2#mode nearest``."""
-    folder = REPO / "bundles" / bundle
-    parser = ConfigParser(json.loads((folder / "configs" / "inference.json").read_text()))
-    parser.update({"bundle_root": str(folder), "spatial_size": SIZE, "network_input#2#mode": "nearest"})
-    with bundle_importable(folder):
-        image = parser.get_parsed_content("preprocessing", lazy=False)(dict(one_case))["image"]
+    preprocessing = _parsed(bundle, "inference.json", "preprocessing", **{"network_input#2#mode": "nearest"})
+    image = preprocessing(dict(one_case))["image"]
     assert not torch.equal(image, Compose(preprocessing_transforms(SIZE))(dict(one_case))["image"])
     assert tuple(image.shape[1:]) == tuple(SIZE)
 
 
 @pytest.mark.parametrize("bundle", MODEL_BUNDLES)
 def test_train_and_inference_configs_list_the_same_preprocessing(bundle):
-    """``train.json`` stands alone, so it repeats ``inference.json``'s lists; only the saliency switch differs."""
+    """``train.json`` stands alone, so it repeats ``inference.json``'s lists; only the saliency switch differs.
+    The ensemble's ``loading`` (one load for all members) is the same list too."""
     folder = REPO / "bundles" / bundle / "configs"
     inference = json.loads((folder / "inference.json").read_text())
     train = json.loads((folder / "train.json").read_text())
-    assert train["loading"] == inference["loading"]
+    ensemble = json.loads((REPO / "bundles" / "ensemble" / "configs" / "inference.json").read_text())
+    assert train["loading"] == inference["loading"] == ensemble["loading"]
     without_saliency = [dict(t) for t in inference["network_input"] if t["_target_"] != "FromMetaTensord"]
     without_saliency[-1]["track_meta"] = False
     assert train["network_input"] == without_saliency

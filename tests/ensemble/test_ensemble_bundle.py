@@ -15,12 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, copy_bundle, failure_text, import_bundle_scripts, read_csv, run_bundle, run_in_bundle
-from monai.bundle import ConfigParser
+from helpers import (
+    REPO,
+    copy_bundle,
+    failure_text,
+    import_bundle_scripts,
+    parsed_config_item,
+    read_csv,
+    run_bundle,
+    run_in_bundle,
+)
 from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
 
-from brats_grading.components.bundle_env import bundle_importable
 from brats_grading.components.data import load_records
 
 pytestmark = pytest.mark.slow
@@ -115,11 +122,8 @@ def test_members_with_other_channels_and_sizes_equal_their_own_bundles(
 
 def _preprocessed(bundle: Path, config: dict, overrides: dict, record: dict, key: str = "preprocessing"):
     """``record`` through the ``key`` transforms of a bundle's inference config."""
-    parser = ConfigParser(config)
-    parser.update({**overrides, "bundle_root": str(bundle)})
-    with bundle_importable(bundle):
-        content = parser.get_parsed_content(key, lazy=False)
-        return (Compose(content) if isinstance(content, list) else content)(dict(record))
+    content = parsed_config_item(bundle, config, key, **overrides)
+    return (Compose(content) if isinstance(content, list) else content)(dict(record))
 
 
 def test_a_member_is_fed_by_the_network_input_of_its_own_inference_json(members, small_brats, tmp_path):
@@ -130,8 +134,13 @@ def test_a_member_is_fed_by_the_network_input_of_its_own_inference_json(members,
     config = json.loads(config_file.read_text())
     next(t for t in config["network_input"] if t["_target_"] == "Resized")["mode"] = "nearest"
     config_file.write_text(json.dumps(config, indent=4))
-    spec = {"name": "edited", "bundle": str(bundle), "checkpoints": [str(source["checkpoint"])]}
-    member = import_bundle_scripts(BUNDLE, "members").load_member({**spec, "overrides": source["overrides"]})
+    spec = {
+        "name": "edited",
+        "bundle": str(bundle),
+        "checkpoints": [str(source["checkpoint"])],
+        "overrides": source["overrides"],
+    }
+    member = import_bundle_scripts(BUNDLE, "members").load_member(spec)
     inputs = import_bundle_scripts(BUNDLE, "inputs")
 
     case = load_records(small_brats / "datalist.json")[0]
