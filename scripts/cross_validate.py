@@ -5,6 +5,11 @@
         --recipe cpu --epochs 12
     python scripts/cross_validate.py summarize runs/cv/resnet
 
+Each fold's model is chosen (epoch, raw vs EMA, temperature, threshold) on a stratified quarter of its
+training cases (``--selection_fraction 0.25``); its validation fold chose nothing and is scored once, so
+the pooled out-of-fold figures are selection-free. ``--selection_fraction 0`` selects on the validation
+fold as a plain bundle run does, and the summary labels its figures in-sample.
+
 Every other ``--key value`` is passed to the bundle's train and evaluate configs unchanged (``--layout``,
 ``--spatial_size [64,64,64]``, ``--num_workers``...). One call fills one CV folder: ``fold_<k>/`` holds the
 bundle's run and evaluation folders, the logs of both commands and ``fold_result.json`` once the fold is
@@ -31,6 +36,9 @@ from brats_grading.recipes import MALLOC_SETTINGS, RECIPES, cli_args
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_DONE = "train_done.json"
 #: overrides the runner sets itself, per fold
+#: share of each fold's training cases held out to choose its model: one fold's worth of cases (a quarter of
+#: the other four folds), so selection rests on as many cases as scoring does, at the cost of a quarter of the training cases
+SELECTION_FRACTION = 0.25
 RUNNER_KEYS = ("dataset_dir", "output_dir", "fold", "publish_model", "resume", "checkpoint")
 
 
@@ -108,6 +116,7 @@ def run(
     folds: int = 5,
     recipe: str | None = None,
     epochs: int | None = None,
+    selection_fraction: float = SELECTION_FRACTION,
     **overrides,
 ) -> dict:
     """Train and evaluate folds ``0..folds-1`` of ``bundle`` on ``dataset_dir/datalist.json``; return the summary.
@@ -119,6 +128,8 @@ def run(
         folds: number of folds to run (the datalist must have them).
         recipe: ``cpu`` applies the bundle's CPU recipe (``brats_grading.recipes``) before ``overrides``.
         epochs: training epochs (with the recipe, also its early-stopping floor and re-weighting start).
+        selection_fraction: share of each fold's training cases that chooses its model; 0 chooses on the
+            validation fold itself (in-sample figures).
         overrides: any other ``--key value`` of the bundle's configs.
     """
     bundle_dir = _bundle_dir(bundle)
@@ -136,6 +147,7 @@ def run(
     settings: dict = RECIPES[bundle_dir.name].training(epochs) if recipe else {}
     if epochs and not recipe:
         settings["epochs"] = epochs
+    settings["selection_fraction"] = selection_fraction
     settings.update(overrides)
     cv_dir = Path(output_dir or REPO / "runs" / "cv" / bundle_dir.name).resolve()
     cv_dir.mkdir(parents=True, exist_ok=True)
@@ -152,10 +164,12 @@ def run(
         fold_args = [*common, "--fold", str(fold)]
         run_dir = _train(bundle_dir, folder, fold_args, settings)
         checkpoint, eval_dir = _evaluate(bundle_dir, folder, fold, fold_args, settings, prefer_ema)
-        metrics = json.loads((Path(eval_dir) / "metrics" / "metrics.json").read_text())["final"]
+        evaluation = json.loads((Path(eval_dir) / "metrics" / "metrics.json").read_text())
+        metrics, cases = evaluation["final"], evaluation["cases"]
         seconds = time.time() - fold_start
         result = {"fold": fold, "bundle": bundle_dir.name, "bundle_dir": str(bundle_dir), "datalist": str(datalist), "run_dir": run_dir,
-                  "eval_dir": eval_dir, "checkpoint": checkpoint, "metrics": metrics, "seconds": seconds,
+                  "eval_dir": eval_dir, "checkpoint": checkpoint, "metrics": metrics, "selection": cases["selection"],
+                  "selection_ids": cases["selection_ids"], "scored_ids": cases["scored_ids"], "seconds": seconds,
                   "overrides": settings}  # fmt: skip
         (folder / FOLD_RESULT).write_text(json.dumps(result, indent=2) + "\n")
         spent.append(seconds)

@@ -193,6 +193,7 @@ def run_in_bundle(bundle_dir: Path, code: str) -> dict:
 TINY_CV = [
     "--layout", "strided", "--spatial_size", "[32,32,32]", "--batch_size", "2", "--num_workers", "0",
     "--accumulation_steps", "1", "--epochs", "2", "--drw_start_epoch", "1", "--ema_warmup_steps", "2",
+    "--selection_fraction", "0.5",  # of 16 training cases: 8 choose the model, with 2 or more of each grade
 ]  # fmt: skip
 
 

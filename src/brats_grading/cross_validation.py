@@ -2,6 +2,9 @@
 
 Everything here is recomputed from the files each fold left behind (``fold_<k>/fold_result.json`` and the
 evaluation's ``predictions/val_predictions.csv``), so a summary can be rebuilt at any time and checked.
+A fold whose scored cases also chose its model (``selection_ids``) makes the summary *in-sample*, and it
+says so; the figures the selection cases gave the chosen model are kept beside the scored ones, so the
+optimism of in-sample selection stays visible.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from brats_grading.components.out_of_fold import check_out_of_fold, write_out_of
 from brats_grading.components.outputs import write_json
 from brats_grading.components.plots import plot_roc_curves
 
-__all__ = ["FOLD_RESULT", "REFERENCE", "SUMMARY_METRICS", "fold_dir", "read_fold_results", "summarize"]
+__all__ = [
+    "FOLD_RESULT",
+    "REFERENCE",
+    "SELECTION_METRICS",
+    "SUMMARY_METRICS",
+    "check_selection_free",
+    "fold_dir",
+    "read_fold_results",
+    "summarize",
+]
 
 FOLD_RESULT = "fold_result.json"
 #: per-fold metrics summarised as mean +- std (from each evaluation's metrics.json "final")
@@ -34,6 +46,8 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "threshold",
     "temperature",
 )
+#: what the selection cases said of the model they chose (from each fold's evaluation), shown beside the scored
+SELECTION_METRICS: tuple[str, ...] = ("num_cases", "auc", "balanced_accuracy")
 #: the seeds' own 5-fold figures on real BraTS 2018, printed beside synthetic results for reference only
 REFERENCE: dict[str, str] = {
     "resnet50_3d_ldam": "ResNet50-3D on BraTS 2018 (5-fold CV): AUC 0.8794 ± 0.0436, F1 0.7619 ± 0.0677",
@@ -67,6 +81,27 @@ def _fold_predictions(result: dict) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def check_selection_free(results: list[dict], source: str) -> bool:
+    """True when no fold scored a case that chose its model; raises when a selection-free fold did.
+
+    A fold that selected on its own validation cases (``selection_fraction`` 0) is in-sample by design and
+    returns False; a fold that names separate selection cases must not have scored any of them.
+    """
+    selection_free = True
+    for result in results:
+        selection, scored = result.get("selection_ids"), result.get("scored_ids")
+        if selection is None or scored is None or set(selection) == set(scored):
+            selection_free = False
+            continue
+        shared = sorted(set(selection) & set(scored))
+        if shared:
+            raise DatasetError(
+                f"{source}: fold {result['fold']} scored {len(shared)} case(s) that chose its model (e.g. "
+                f"'{shared[0]}'); expected its selection_ids and scored cases to be disjoint"
+            )
+    return selection_free
 
 
 def _model_epoch(result: dict) -> int | None:
@@ -104,12 +139,29 @@ def _markdown(summary: dict) -> str:
     lines.append("| mean ± std | | | " + " | ".join(cells) + " | |")
     pooled = summary["pooled"]
     low, high = pooled["auc_95ci"]
+    if summary["selection_free"]:
+        kind = (
+            "each predicted once by a fold model that never trained on it, and chose nothing about it: not its "
+            "epoch, temperature or threshold (selection-free)"
+        )
+    else:
+        kind = (
+            "each predicted once by a fold model that never trained on it, but **in-sample**: the same cases chose "
+            "that model's epoch, temperature and threshold, which flatters every figure here"
+        )
+    selection = summary["selection_mean_std"]
     lines += [
         "",
-        f"Pooled out-of-fold ({pooled['num_cases']} cases, each predicted once by the model that never trained on "
-        f"it): **AUC {_fmt(pooled['auc'])}** (bootstrap 95 % CI {_fmt(low, 3)}-{_fmt(high, 3)}); at each fold's "
-        f"own threshold: F1 {_fmt(pooled['f1'])}, balanced accuracy {_fmt(pooled['balanced_accuracy'])}, "
-        f"sensitivity {_fmt(pooled['sensitivity'])}, specificity {_fmt(pooled['specificity'])}.",
+        f"Pooled out-of-fold ({pooled['num_cases']} cases, {kind}): **AUC {_fmt(pooled['auc'])}** (bootstrap "
+        f"95 % CI {_fmt(low, 3)}-{_fmt(high, 3)}); at each fold's own threshold: F1 {_fmt(pooled['f1'])}, "
+        f"balanced accuracy {_fmt(pooled['balanced_accuracy'])}, sensitivity {_fmt(pooled['sensitivity'])}, "
+        f"specificity {_fmt(pooled['specificity'])}.",
+        "",
+        f"On the cases that chose each fold's model (in-sample, mean ± std over folds of "
+        f"{_fmt(selection['num_cases']['mean'], 1)} cases): AUC {_fmt(selection['auc']['mean'])} ± "
+        f"{_fmt(selection['auc']['std'])}, balanced accuracy {_fmt(selection['balanced_accuracy']['mean'])} ± "
+        f"{_fmt(selection['balanced_accuracy']['std'])}, against {_fmt(summary['mean_std']['auc']['mean'])} and "
+        f"{_fmt(summary['mean_std']['balanced_accuracy']['mean'])} on the scored cases.",
         "",
         f"Wall time: {summary['seconds'] / 60:.1f} min of training and evaluation.",
     ]
@@ -122,8 +174,8 @@ def _markdown(summary: dict) -> str:
 def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
     """Write ``cv_summary.json``/``.md``, ``oof_predictions.csv`` and ``plots/roc_pooled.png`` from the fold files.
 
-    Raises when a case is predicted twice, when a case of a finished fold has no prediction, or when a
-    prediction comes from a model that trained on its case.
+    Raises when a case is predicted twice, when a case of a finished fold has no prediction, when a
+    prediction comes from a model that trained on its case, or when a fold scored a case that chose it.
     """
     cv_dir = Path(cv_dir).resolve()
     results = read_fold_results(cv_dir)
@@ -134,6 +186,7 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
     datalist = json.loads(Path(results[0]["datalist"]).read_text())
     case_folds = {r["id"]: int(r["fold"]) for r in datalist["training"]}
     check_out_of_fold(rows, case_folds, source=str(cv_dir))
+    selection_free = check_selection_free(results, str(cv_dir))
     labels = [r["label"] for r in rows]
     probs = [r["prob_hgg"] for r in rows]
     pooled = metrics_at_grades(labels, probs, [r["predicted"] for r in rows])
@@ -143,6 +196,7 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
             "num_cases": r["metrics"].get("num_cases"),
             "epoch": _model_epoch(r),
             "metrics": {m: r["metrics"].get(m) for m in SUMMARY_METRICS},
+            "selection": {m: (r.get("selection") or {}).get(m) for m in SELECTION_METRICS},
             "checkpoint": r["checkpoint"],
             "run_dir": r["run_dir"],
             "eval_dir": r["eval_dir"],
@@ -153,7 +207,9 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
     summary = {
         "bundle": bundle,
         "folds": folds,
+        "selection_free": selection_free,
         "mean_std": {m: _mean_std([f["metrics"][m] for f in folds]) for m in SUMMARY_METRICS},
+        "selection_mean_std": {m: _mean_std([f["selection"][m] for f in folds]) for m in SELECTION_METRICS},
         "pooled": pooled,
         "seconds": float(sum(r["seconds"] for r in results)),
         "reference": REFERENCE.get(bundle),

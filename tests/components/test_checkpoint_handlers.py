@@ -26,6 +26,25 @@ def test_checkpoint_metric_check_catches_a_mismatch(tmp_path):
     assert "0.7" in str(err.value) and "0.8" in str(err.value)
 
 
+def _check(path, auc: float, case_ids=None) -> None:
+    engine = Engine(lambda e, b: None)
+    StoredMetricCheckHandler(str(path), tolerance=1e-3, case_ids=case_ids).attach(engine)
+    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: e.state.metrics.update(val_auc=auc))
+    engine.run([0])
+
+
+def test_the_stored_auc_is_compared_only_on_the_cases_it_was_selected_on(tmp_path, caplog):
+    path = tmp_path / "best.pt"
+    torch.save({"model": {}, "metrics": {"auc": 0.8, "selection_ids": ["a", "b"]}}, path)
+    with pytest.raises(RuntimeError, match="differs from the AUC 0.8"):
+        _check(path, 0.7, case_ids=["b", "a"])  # the selection cases again: must reproduce
+    with caplog.at_level("INFO"):
+        _check(path, 0.7, case_ids=["c", "d"])  # other cases, which chose nothing: another figure
+    assert "chose nothing about it, so its stored AUC is not compared" in caplog.text
+    with pytest.raises(RuntimeError):
+        _check(path, 0.7)  # evaluated cases unknown: compared, as before
+
+
 def _candidate(path, seed: int, score: float, threshold: float, temperature: float) -> dict:
     """Save a training checkpoint of a seeded linear model with its validation metrics; return its weights."""
     torch.manual_seed(seed)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import LABELS, PROBS
+from sklearn.metrics import roc_auc_score
 
 from brats_grading.components.metrics import (
     auc_bootstrap_interval,
     choose_threshold,
     classification_metrics,
     collapse_reason,
+    paired_auc_difference,
     selection_score,
 )
 
@@ -114,3 +116,25 @@ def test_auc_bootstrap_interval_holds_the_estimate_and_narrows_with_more_cases()
     assert auc_bootstrap_interval(labels[:40], probs[:40], resamples=500) == small  # seeded
     with pytest.raises(ValueError, match="both classes"):
         auc_bootstrap_interval([1, 1, 1], [0.2, 0.5, 0.9])
+
+
+def test_the_paired_auc_difference_is_the_difference_of_sklearns_aucs_with_a_paired_interval():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(120) < 0.6).astype(int)
+    shared = rng.normal(size=120)  # both models err on the same cases: what pairing removes
+    strong = labels * 1.2 + shared + 0.3 * rng.normal(size=120)
+    weak = labels * 0.9 + shared + 0.3 * rng.normal(size=120)
+    paired = paired_auc_difference(labels, strong, weak, resamples=1000)
+    expected = roc_auc_score(labels, strong) - roc_auc_score(labels, weak)
+    assert paired["difference"] == pytest.approx(expected, abs=1e-12) and paired["num_cases"] == 120
+    low, high = paired["ci"]
+    assert low < paired["difference"] < high
+    # paired: narrower than the marginal intervals, whose overlap would hide the difference
+    marginal = [auc_bootstrap_interval(labels, s, resamples=1000) for s in (strong, weak)]
+    assert high - low < min(h - lo for lo, h in marginal)
+    assert marginal[0][0] < marginal[1][1] and low > 0  # the marginal intervals overlap; the paired one excludes 0
+    assert paired_auc_difference(labels, strong, strong, resamples=200) == {
+        "difference": 0.0, "ci": [0.0, 0.0], "p_two_sided": 1.0, "num_cases": 120
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="same cases"):
+        paired_auc_difference(labels, strong[:-1], weak)

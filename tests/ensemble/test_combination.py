@@ -13,6 +13,8 @@ combination = import_bundle_scripts("ensemble", "combination")
 diversity = import_bundle_scripts("ensemble", "diversity")
 fitting = import_bundle_scripts("ensemble", "fitting")
 common_data = import_bundle_scripts("ensemble", "common.data")
+common_metrics = import_bundle_scripts("ensemble", "common.metrics")
+reports = import_bundle_scripts("ensemble", "reports")
 
 NAMES = ["a", "b", "c"]
 #: four cases, three members
@@ -194,3 +196,56 @@ def test_fitted_weights_are_read_from_the_stacking_file(tmp_path):
     bare = combination.StackingModel(["a", "b"], [1.0, 0.0], 0.0).to_json(tmp_path / "bare.json")
     with pytest.raises(ValueError, match="no fitted 'mean_weights'"):
         combination.read_fitted_weights(bare, ["a", "b"])
+
+
+def _noise_members(tmp_path, num_members: int = 8, num_cases: int = 40) -> tuple:
+    """Members that know nothing (uniform P(HGG)), over 4 folds: only an in-sample stacking fit scores well."""
+    rng = np.random.default_rng(5)
+    ids = [f"c{i:02d}" for i in range(num_cases)]
+    labels = [int(i % 3 != 0) for i in range(num_cases)]
+    folds = {c: i % 4 for i, c in enumerate(ids)}
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(
+        json.dumps({"training": [{"id": c, "label": y, "fold": folds[c]} for c, y in zip(ids, labels, strict=True)]})
+    )
+    members = []
+    for k in range(num_members):
+        path = tmp_path / f"m{k}.csv"
+        probs = rng.uniform(0.05, 0.95, num_cases)
+        rows = [f"{c},{folds[c]},{y},{float(p)!r},0.0,0.5" for c, y, p in zip(ids, labels, probs, strict=True)]
+        path.write_text("id,fold,label,prob_hgg,logit,threshold\n" + "\n".join(rows) + "\n")
+        members.append({"name": f"m{k}", "oof_predictions": str(path)})
+    return datalist, members
+
+
+def test_stackings_figure_is_nested_each_fold_scored_by_a_fit_without_it(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    datalist, members = _noise_members(tmp_path)
+    fitting.fit_from_out_of_fold(members, datalist, tmp_path / "stacking.json", tmp_path / "report")
+    reported = json.loads((tmp_path / "report" / "ensemble_metrics.json").read_text())["rows"]["stacking (nested)"]
+    table = fitting.out_of_fold_table(members, datalist)
+    names, probs, labels = table["names"], table["probs"], np.asarray(table["labels"])
+    nested = np.zeros(len(labels))
+    for fold in range(4):
+        inside = table["folds"] == fold
+        nested[inside] = combination.fit_stacking(names, probs[~inside], labels[~inside]).predict(probs[inside])
+    in_sample = combination.fit_stacking(names, probs, labels).predict(probs)
+    assert reported["auc"] == pytest.approx(roc_auc_score(labels, nested), abs=1e-12)
+    # the two fits tell apart: on members that know nothing, only the in-sample one looks skilled
+    assert roc_auc_score(labels, in_sample) > 0.75 and reported["auc"] < 0.65
+
+
+def test_every_combination_is_compared_with_the_best_member_on_the_same_cases(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = (rng.random(80) < 0.7).astype(int)
+    probs = np.clip(np.stack([0.5 + 0.3 * (labels - 0.5) + rng.normal(0, s, 80) for s in (0.2, 0.4)], 1), 0.01, 0.99)
+    ensembles = {"best itself": (probs[:, 0], probs[:, 0] >= 0.5), "mean": (probs.mean(1), probs.mean(1) >= 0.5)}
+    comparison = reports.compare(labels, ["good", "noisy"], probs, np.full(2, 0.5), ensembles)
+    assert comparison["best_member"] == "good"
+    same = comparison["versus_best_member"]["best itself"]
+    assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
+    mean = comparison["versus_best_member"]["mean"]
+    assert mean == common_metrics.paired_auc_difference(labels, probs.mean(1), probs[:, 0])
+    markdown = reports.comparison_markdown(comparison, "t")
+    assert f"| mean | {mean['difference']:+.4f} | {mean['ci'][0]:+.4f} to {mean['ci'][1]:+.4f} |" in markdown

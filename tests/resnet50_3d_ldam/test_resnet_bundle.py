@@ -105,12 +105,21 @@ def test_published_model_is_a_plain_state_dict_of_the_better_checkpoint(trained,
     assert final["source"] == chosen["metrics"]["source"] and final["auc"] == chosen["metrics"]["auc"]
 
 
-def test_published_model_carries_the_validation_operating_point(trained, bundle):
+def test_published_model_carries_the_validation_operating_point(trained, bundle, small_datalist):
     point = json.loads((bundle / "models" / "model.operating_point.json").read_text())
     _, chosen = _selected(trained)
     assert point["threshold"] == chosen["metrics"]["threshold"]
     assert point["temperature"] == chosen["metrics"]["temperature"] > 0
-    assert point["threshold_rule"] == "youden"
+    # the default rule: the share of HGG among the fold's training cases (calibrated P(HGG) above it is HGG)
+    train_labels = [r["label"] for r in small_datalist["training"] if r["fold"] != 1]
+    assert point["threshold_rule"] == "prior"
+    assert point["threshold"] == pytest.approx(sum(train_labels) / len(train_labels))
+    # a plain run selects on its validation fold, and says so: those are the cases the point was chosen on
+    val_ids = sorted(r["id"] for r in small_datalist["training"] if r["fold"] == 1)
+    assert sorted(point["selection_ids"]) == val_ids
+    cases = json.loads((trained / "metrics" / "metrics.json").read_text())["cases"]
+    assert cases["selection_is_scored"] and sorted(cases["scored_ids"]) == val_ids
+    assert cases["num_train"] == len(train_labels)
     final = json.loads((trained / "metrics" / "metrics.json").read_text())["final"]
     assert final["threshold"] == point["threshold"] and "at_0_5" in final and "collapsed" in final
 
@@ -129,7 +138,8 @@ def test_evaluate_recomputes_the_stored_auc(bundle, small_brats, trained):
     # the stored operating point is used, not one refitted on the evaluated cases
     assert metrics["final"]["threshold"] == stored["threshold"]
     assert metrics["final"]["temperature"] == stored["temperature"]
-    assert metrics["final"]["threshold_rule"] == "youden"
+    assert metrics["final"]["threshold_rule"] == "prior"
+    assert metrics["cases"]["overlap"] == metrics["final"]["num_cases"]  # in-sample: the cases that chose it
     rows = read_csv(evaluation / "predictions" / "val_predictions.csv")
     assert all(r["predicted_grade"] == ("HGG" if float(r["prob_hgg"]) >= stored["threshold"] else "LGG") for r in rows)
     assert (evaluation / "plots" / "roc_curve.png").is_file()

@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import REPO, TINY_CV, copy_bundle, read_csv, run_cross_validate
 from sklearn.metrics import roc_auc_score
 
+from brats_grading.components.data import DatasetError
 from brats_grading.cross_validation import summarize
 
 pytestmark = pytest.mark.slow
@@ -27,11 +29,51 @@ def test_every_fold_is_trained_and_evaluated(tiny_cv):
         assert (tiny_cv / f"fold_{fold['fold']}").as_posix() in result["run_dir"]
         assert (result["eval_dir"] + "/").startswith(str(tiny_cv / f"fold_{fold['fold']}" / "eval_"))
         assert result["checkpoint"].endswith(("best.pt", "best_ema.pt"))
-        assert fold["epoch"] in (1, 2)  # the selected checkpoint's training epoch (2 epochs trained)
+        # the checkpoint's training epoch is the one its selection cases scored best (the run's history)
+        history = json.loads((Path(result["run_dir"]) / "metrics" / "metrics.json").read_text())
+        source = result["selection"]["source"]
+        aucs = dict(history["history"][f"{source}_auc"])
+        assert fold["epoch"] == history["best"][source]["epoch"] and aucs[fold["epoch"]] == max(aucs.values())
         assert result["overrides"]["layout"] == "strided"
     assert (tiny_cv / "plots" / "roc_pooled.png").stat().st_size > 0
     markdown = (tiny_cv / "cv_summary.md").read_text()
     assert "mean ± std" in markdown and "BraTS 2018" in markdown and "Pooled out-of-fold" in markdown
+
+
+def test_no_scored_case_chose_its_fold_model_and_every_case_is_scored_once(tiny_cv, small_datalist):
+    folds = {r["id"]: r["fold"] for r in small_datalist["training"]}
+    scored = []
+    for k in (0, 1):
+        result = json.loads((tiny_cv / f"fold_{k}" / "fold_result.json").read_text())
+        fold_cases = {c for c, f in folds.items() if f == k}
+        assert set(result["scored_ids"]) == fold_cases
+        assert result["selection_ids"] and not set(result["selection_ids"]) & fold_cases
+        # the training run's validation evaluator (epoch, temperature, threshold) saw exactly the selection cases
+        for prefix in ("val", "val_ema"):
+            chose = read_csv(Path(result["run_dir"]) / "predictions" / f"{prefix}_predictions.csv")
+            assert {r["id"] for r in chose} == set(result["selection_ids"])
+        scored += [r["id"] for r in read_csv(Path(result["eval_dir"]) / "predictions" / "val_predictions.csv")]
+        evaluation = json.loads((Path(result["eval_dir"]) / "metrics" / "metrics.json").read_text())
+        assert evaluation["cases"]["overlap"] == 0
+    assert sorted(scored) == sorted(c for c, f in folds.items() if f in (0, 1))
+    summary = json.loads((tiny_cv / "cv_summary.json").read_text())
+    assert summary["selection_free"] and "(selection-free)" in (tiny_cv / "cv_summary.md").read_text()
+
+
+def test_a_fold_that_scored_its_own_selection_cases_is_refused_or_labelled_in_sample(tiny_cv, tmp_path):
+    copy = tmp_path / "cv"
+    shutil.copytree(tiny_cv, copy)
+    path = copy / "fold_1" / "fold_result.json"
+    result = json.loads(path.read_text())
+    leaked = {**result, "selection_ids": [*result["selection_ids"], result["scored_ids"][0]]}
+    path.write_text(json.dumps(leaked))
+    with pytest.raises(
+        DatasetError, match=f"fold 1 scored 1 case\\(s\\) that chose its model \\(e.g. '{result['scored_ids'][0]}'"
+    ):
+        summarize(copy)
+    path.write_text(json.dumps({**result, "selection_ids": result["scored_ids"]}))  # selection_fraction 0
+    assert not summarize(copy)["selection_free"]
+    assert "**in-sample**" in (copy / "cv_summary.md").read_text()
 
 
 def test_out_of_fold_predictions_cover_every_case_of_the_folds_once(tiny_cv, small_datalist):

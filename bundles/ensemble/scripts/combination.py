@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
 __all__ = [
     "METHODS",
@@ -102,26 +103,29 @@ def fit_weights(probs: np.ndarray, labels: Sequence[int], step: float = 0.1) -> 
     A member with no information gets weight 0 when leaving it out helps; unlike stacking's
     coefficients, weights cannot turn negative or exaggerate one member's scale.
     """
-    from itertools import product
-
-    from sklearn.metrics import roc_auc_score
-
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=int)
     if len(np.unique(y)) != 2:
         raise ValueError(f"fitting weights needs both grades among the cases; got labels {sorted(set(y.tolist()))}")
     members = p.shape[1]
     steps = int(round(1 / step))
-    equal = np.full(members, 1.0 / members)
-    best, best_key = equal, (-1.0, 0.0)
-    for counts in product(range(steps + 1), repeat=members):
-        if sum(counts) != steps:
-            continue
-        weights = np.asarray(counts, dtype=np.float64) / steps
-        key = (roc_auc_score(y, p @ weights), -float(np.abs(weights - equal).sum()))
-        if key > best_key:
-            best, best_key = weights, key
-    return best
+    grid = np.asarray(list(_compositions(steps, members)), dtype=np.float64) / steps  # lexicographic order
+    ranks = rankdata(p @ grid.T, axis=0)  # every grid point's weighted mean ranked at once
+    positives = int(y.sum())
+    aucs = (ranks[y == 1].sum(axis=0) - positives * (positives + 1) / 2.0) / (positives * (len(y) - positives))
+    distance = np.abs(grid - 1.0 / members).sum(axis=1)
+    best = np.flatnonzero(aucs == aucs.max())
+    return grid[best[np.argmin(distance[best])]]
+
+
+def _compositions(total: int, parts: int):
+    """Every tuple of ``parts`` non-negative integers summing to ``total``, in lexicographic order."""
+    if parts == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first, *rest)
 
 
 def read_fitted_weights(path: str | Path, members: Sequence[str]) -> list[float]:

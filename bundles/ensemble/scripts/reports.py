@@ -1,8 +1,10 @@
 """The ensemble's reports: every member and the ensemble side by side on the same cases, and its predictions.
 
 ``compare`` scores each member (at its own threshold) and each combination (at the ensemble's) with the
-bundles' shared metrics code; ``write_comparison`` writes the table (markdown + JSON), one ROC figure
-with all of them, and the diversity report.
+bundles' shared metrics code, and each combination against the best member by a paired bootstrap of the
+AUC difference on the same cases (overlapping marginal intervals say little about a difference).
+``write_comparison`` writes the table (markdown + JSON), one ROC figure with all of them, and the
+diversity report.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .common.data import LABEL_NAMES
-from .common.metrics import metrics_at_grades
+from .common.metrics import metrics_at_grades, paired_auc_difference
 from .common.outputs import unused_path, write_json
 from .common.plots import plot_roc_curves
 from .diversity import diversity_markdown, diversity_report
@@ -40,7 +42,19 @@ def compare(
     for label, (scores, grades) in ensembles.items():
         rows[label] = metrics_at_grades(labels, np.asarray(scores), np.asarray(grades))
     best_member = max(names, key=lambda n: -1.0 if rows[n]["auc"] is None else rows[n]["auc"])
-    return {"rows": rows, "members": list(names), "ensembles": list(ensembles), "best_member": best_member}
+    best = p[:, list(names).index(best_member)]
+    both_grades = len(np.unique(np.asarray(labels))) == 2
+    versus_best = {
+        label: paired_auc_difference(labels, np.asarray(scores), best) if both_grades else None
+        for label, (scores, _) in ensembles.items()
+    }
+    return {
+        "rows": rows,
+        "members": list(names),
+        "ensembles": list(ensembles),
+        "best_member": best_member,
+        "versus_best_member": versus_best,
+    }
 
 
 def _fmt(value) -> str:
@@ -57,6 +71,18 @@ def comparison_markdown(comparison: dict, title: str) -> str:
         lines.append(f"| {name} ({kind}) | {cells} | {_fmt(low)}-{_fmt(high)} |")
     n = next(iter(comparison["rows"].values()))["num_cases"]
     lines += ["", f"{n} cases; members at their own thresholds, ensembles at the ensemble's threshold.", ""]
+    best = comparison["best_member"]
+    lines += [f"AUC difference from the best member, `{best}`, on the same cases (paired bootstrap):", ""]
+    lines += ["| ensemble | AUC difference | 95 % CI | p (two-sided) |", "| --- | --- | --- | --- |"]
+    for label, paired in comparison.get("versus_best_member", {}).items():
+        if paired is None:
+            lines.append(f"| {label} | n/a | n/a | n/a |")
+            continue
+        low, high = paired["ci"]
+        lines.append(
+            f"| {label} | {paired['difference']:+.4f} | {low:+.4f} to {high:+.4f} | {paired['p_two_sided']:.3f} |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

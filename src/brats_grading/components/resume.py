@@ -25,7 +25,7 @@ FREE_KEYS: frozenset[str] = frozenset(
         "checkpoint_dir", "cpu_threads", "cudnn_benchmark", "datalist", "dataset_dir", "device", "is_main_process",
         "log_interval", "num_workers", "output_dir", "overwrite_datalist", "per_epoch_plots", "persistent_workers",
         "pin_memory", "prefetch_factor", "progress_bar", "publish_model", "resume", "resume_changes", "resume_from",
-        "run_dir", "train_records", "val_records",
+        "run_dir", "train_records", "val_records", "fold_split", "case_roles",
         "stop_epoch", "tf32", "validate_data",
     }
 )  # fmt: skip

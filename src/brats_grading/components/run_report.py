@@ -25,6 +25,8 @@ class RunReport:
         primary: evaluators that may give the run's final result, in order of preference on ties (EMA first).
         per_epoch_plots: also write ``*_epoch_<k>.png`` plots for every validation epoch.
         write_files: False on DDP ranks other than 0, which collect metrics but must not write files.
+        network_settings: what built the network, stored with every checkpoint.
+        cases: which cases trained, chose and are scored (:func:`..selection.case_roles`), for ``metrics.json``.
     """
 
     def __init__(
@@ -34,8 +36,10 @@ class RunReport:
         per_epoch_plots: bool = False,
         write_files: bool = True,
         network_settings: dict | None = None,
+        cases: dict | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.cases = dict(cases or {})
         self.network_settings = dict(network_settings or {})
         self.primary = tuple(primary)
         self.per_epoch_plots = per_epoch_plots
@@ -96,6 +100,7 @@ class RunReport:
             "best": {p: {"epoch": b["epoch"], **b["metrics"]} for p, b in self.best.items()},
             "latest": {p: {"epoch": b["epoch"], **b["metrics"]} for p, b in self.latest.items()},
             "history": self.history,
+            "cases": self.cases,
         }
 
     def write_metrics(self) -> Path | None:
@@ -148,6 +153,7 @@ class CheckpointMetrics:
         if latest is None:
             return {}
         state = {"source": self.prefix, "epoch": latest["epoch"], **latest["metrics"]}
+        state["selection_ids"] = list(latest["ids"])  # the cases that chose this checkpoint and its operating point
         if self.report.network_settings:  # what built the network: a checkpoint refuses another network
             state["network"] = self.report.network_settings
         return state

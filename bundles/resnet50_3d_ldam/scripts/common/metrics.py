@@ -1,7 +1,8 @@
 """Grading metrics (scikit-learn), the operating threshold, the collapse check and the selection score.
 
 HGG (label 1) is the positive class. Metrics are computed at an operating threshold on P(HGG),
-chosen on the validation set (Youden's J by default), and again at 0.5 so both stay comparable.
+chosen on the selection cases (the training share of HGG on calibrated P(HGG) by default, which
+needs no more cases than the temperature does), and again at 0.5 so both stay comparable.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from .data import LABEL_NAMES
@@ -21,6 +23,7 @@ __all__ = [
     "SELECTION_TIE_BREAK",
     "THRESHOLD_RULES",
     "auc_bootstrap_interval",
+    "paired_auc_difference",
     "choose_threshold",
     "classification_metrics",
     "collapse_reason",
@@ -30,7 +33,7 @@ __all__ = [
 SELECTION_TIE_BREAK = 1e-6
 #: a model whose P(HGG) over a validation set spans less than this has collapsed to one answer.
 COLLAPSE_SPREAD = 1e-3
-THRESHOLD_RULES: tuple[str, ...] = ("youden", "f1", "fixed")
+THRESHOLD_RULES: tuple[str, ...] = ("prior", "youden", "f1", "fixed")
 
 
 def selection_score(auc: float | None, f1: float, collapsed: bool = False) -> float:
@@ -43,25 +46,39 @@ def selection_score(auc: float | None, f1: float, collapsed: bool = False) -> fl
     return score - 2.0 if collapsed else score
 
 
-def choose_threshold(labels: Sequence[int], probs: Sequence[float], rule: str = "youden", fixed: float = 0.5) -> float:
+def choose_threshold(
+    labels: Sequence[int],
+    probs: Sequence[float],
+    rule: str = "youden",
+    fixed: float = 0.5,
+    hgg_prior: float | None = None,
+) -> float:
     """The operating threshold on P(HGG) (HGG when P >= threshold) chosen by ``rule``.
 
     Args:
         labels: true labels, 1 = HGG.
         probs: P(HGG) per case.
-        rule: ``"youden"`` maximises sensitivity + specificity - 1 over the ROC curve's thresholds
-            (the highest such threshold on ties); ``"f1"`` maximises macro F1 over the observed
-            probabilities; ``"fixed"`` returns ``fixed``. A one-class set also returns ``fixed``.
+        rule: ``"prior"`` returns ``hgg_prior``: on calibrated probabilities, P(HGG) above the share of
+            HGG maximises the expected balanced accuracy, and the rule reads no case's position, so it
+            transfers where a cut fitted on a few selection cases does not. ``"youden"`` maximises
+            sensitivity + specificity - 1 over the ROC curve's thresholds (the highest such threshold on
+            ties); ``"f1"`` maximises macro F1 over the observed probabilities; ``"fixed"`` returns ``fixed``.
+            A one-class set also returns ``fixed``.
         fixed: the threshold of the ``"fixed"`` rule and the fallback.
+        hgg_prior: the share of HGG among the training cases (``"prior"``; the labels' share when None).
     """
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule '{rule}' must be one of {THRESHOLD_RULES}")
     if not 0.0 <= fixed <= 1.0:
         raise ValueError(f"fixed threshold must be in [0, 1], got {fixed}")
+    if hgg_prior is not None and not 0.0 < hgg_prior < 1.0:
+        raise ValueError(f"hgg_prior must be in (0, 1), got {hgg_prior}")
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
     if rule == "fixed" or len(np.unique(y)) < 2:
         return float(fixed)
+    if rule == "prior":
+        return float(np.mean(y) if hgg_prior is None else hgg_prior)
     if rule == "youden":
         fpr, tpr, thresholds = skm.roc_curve(y, p, pos_label=1, drop_intermediate=False)
         j = tpr - fpr
@@ -156,6 +173,35 @@ def undefined_reasons(metrics: dict, labels: np.ndarray) -> dict[str, str]:
     return {key: only for key, value in metrics.items() if isinstance(value, float) and not np.isfinite(value)}
 
 
+def _rank_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half): sklearn's value, without its checks per resample."""
+    ranks = rankdata(scores)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def _bootstrap(y: np.ndarray, statistic, confidence: float, resamples: int, seed: int) -> np.ndarray:
+    """``statistic(index)`` over resamples of cases with replacement (those holding one class skipped)."""
+    if not 0.0 < confidence < 1.0 or resamples < 1:
+        raise ValueError(f"confidence must be in (0, 1) and resamples >= 1, got {confidence}, {resamples}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("an AUC interval needs both classes among the labels")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        index = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[index])) == 2:
+            values.append(statistic(index))
+    return np.asarray(values)
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def auc_bootstrap_interval(
     labels: Sequence[int], probs: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
@@ -164,21 +210,43 @@ def auc_bootstrap_interval(
     A figure on a few dozen cases is noisy; this gives its spread. Resamples holding one class only
     are skipped. Deterministic for a ``seed``.
     """
-    if not 0.0 < confidence < 1.0 or resamples < 1:
-        raise ValueError(f"confidence must be in (0, 1) and resamples >= 1, got {confidence}, {resamples}")
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
-    if len(np.unique(y)) < 2:
-        raise ValueError("an AUC interval needs both classes among the labels")
-    rng = np.random.default_rng(seed)
-    aucs = []
-    for _ in range(resamples):
-        index = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[index])) == 2:
-            aucs.append(skm.roc_auc_score(y[index], p[index]))
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(aucs, [tail, 1.0 - tail])
-    return float(low), float(high)
+    aucs = _bootstrap(y, lambda index: _rank_auc(y[index], p[index]), confidence, resamples, seed)
+    return _interval(aucs, confidence)
+
+
+def paired_auc_difference(
+    labels: Sequence[int],
+    probs_a: Sequence[float],
+    probs_b: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """AUC(a) - AUC(b) on the same cases, with a paired percentile bootstrap interval.
+
+    Both models are scored on each resample of cases, so the interval is that of the difference:
+    much narrower than two marginal intervals when the models err on the same cases, which is how
+    two models of one task behave. ``p_two_sided`` is twice the smaller share of resampled
+    differences on either side of 0.
+    """
+    y, a, b = np.asarray(labels, dtype=int), np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
+    if not len(y) == len(a) == len(b):
+        raise ValueError(f"labels and both models' scores must cover the same cases: {len(y)}, {len(a)}, {len(b)}")
+
+    def difference(index: np.ndarray) -> float:
+        return _rank_auc(y[index], a[index]) - _rank_auc(y[index], b[index])
+
+    differences = _bootstrap(y, difference, confidence, resamples, seed)
+    low, high = _interval(differences, confidence)
+    p_value = min(1.0, 2.0 * min(np.mean(differences <= 0.0), np.mean(differences >= 0.0)))
+    return {
+        "difference": float(skm.roc_auc_score(y, a) - skm.roc_auc_score(y, b)),
+        "ci": [float(low), float(high)],
+        "p_two_sided": float(p_value),
+        "num_cases": int(len(y)),
+    }
 
 
 #: threshold metrics :func:`metrics_at_grades` reports beside the AUC

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -167,20 +167,30 @@ class StoredMetricCheckHandler:
     """Fail evaluation when the AUC it computes differs from the AUC stored with the checkpoint.
 
     A checkpoint must reproduce the number it was selected on; a mismatch means wrong weights, wrong
-    fold or wrong preprocessing, and must not pass silently.
+    fold or wrong preprocessing, and must not pass silently. The check needs the cases it was selected
+    on: when the checkpoint names its selection cases and they are not the evaluated ones (a
+    selection-free evaluation), the two AUCs measure different cases and nothing is compared.
 
     Args:
         checkpoint_path: the evaluated checkpoint (holding ``{"model", "metrics"}``).
         metric_name: the engine metric to compare with the stored ``auc``.
         tolerance: largest accepted absolute difference, >= 0.
+        case_ids: the evaluated cases' ids (compared with the stored ``selection_ids``).
     """
 
-    def __init__(self, checkpoint_path: str, metric_name: str = "val_auc", tolerance: float = 1e-3) -> None:
+    def __init__(
+        self,
+        checkpoint_path: str,
+        metric_name: str = "val_auc",
+        tolerance: float = 1e-3,
+        case_ids: Sequence[str] | None = None,
+    ) -> None:
         if tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
         self.checkpoint_path = checkpoint_path
         self.metric_name = metric_name
         self.tolerance = tolerance
+        self.case_ids = None if case_ids is None else {str(c) for c in case_ids}
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -189,6 +199,13 @@ class StoredMetricCheckHandler:
         stored = stored_metrics(self.checkpoint_path).get("auc")
         if stored is None:
             logger.warning(f"{self.checkpoint_path} stores no AUC: nothing to check against")
+            return
+        selection = stored_metrics(self.checkpoint_path).get("selection_ids")
+        if self.case_ids is not None and selection is not None and set(selection) != self.case_ids:
+            logger.info(
+                f"{self.checkpoint_path} was selected on {len(selection)} other cases (AUC {stored:.4f}); "
+                f"these {len(self.case_ids)} cases chose nothing about it, so its stored AUC is not compared"
+            )
             return
         computed = engine.state.metrics.get(self.metric_name)
         if computed is None or abs(computed - stored) > self.tolerance:

@@ -22,7 +22,10 @@ __all__ = ["BestModelSaver"]
 
 logger = logging.getLogger(__name__)
 
-OPERATING_POINT_KEYS: tuple[str, ...] = ("temperature", "threshold", "threshold_rule", "source", "epoch", "auc")
+#: what the published model's operating-point file keeps: the point, and the epoch and cases that chose it
+OPERATING_POINT_KEYS: tuple[str, ...] = (
+    "temperature", "threshold", "threshold_rule", "source", "epoch", "auc", "balanced_accuracy", "selection_ids"
+)  # fmt: skip
 
 
 class BestModelSaver:

@@ -41,8 +41,9 @@ class EpochMetricsHandler:
         prefix: ``train``, ``val``, ``val_ema``...
         loss_function: recomputes the loss on the collected logits (evaluators have none of their own).
         optimizer: when given, its learning rates are logged per epoch.
-        threshold_rule: ``"youden"``, ``"f1"`` or ``"fixed"`` (see :func:`..metrics.choose_threshold`).
+        threshold_rule: ``"prior"``, ``"youden"``, ``"f1"`` or ``"fixed"`` (see :func:`..metrics.choose_threshold`).
         fixed_threshold: the ``"fixed"`` rule's threshold, in [0, 1].
+        hgg_prior: the share of HGG among the training cases, the ``"prior"`` rule's threshold.
         calibrate: fit a temperature on this epoch's predictions (validation); False keeps T = 1.
         operating_point: ``{"temperature", "threshold"[, "threshold_rule"]}`` to use instead of fitting.
     """
@@ -55,6 +56,7 @@ class EpochMetricsHandler:
         optimizer: torch.optim.Optimizer | None = None,
         threshold_rule: str = "youden",
         fixed_threshold: float = 0.5,
+        hgg_prior: float | None = None,
         calibrate: bool = True,
         operating_point: dict | None = None,
     ) -> None:
@@ -62,6 +64,8 @@ class EpochMetricsHandler:
             raise ValueError(f"threshold_rule '{threshold_rule}' must be one of {THRESHOLD_RULES}")
         if not 0.0 <= fixed_threshold <= 1.0:
             raise ValueError(f"fixed_threshold must be in [0, 1], got {fixed_threshold}")
+        if hgg_prior is not None and not 0.0 < hgg_prior < 1.0:
+            raise ValueError(f"hgg_prior must be in (0, 1), got {hgg_prior}")
         if operating_point is not None and not {"temperature", "threshold"} <= set(operating_point):
             raise ValueError(f"operating_point needs 'temperature' and 'threshold', got {sorted(operating_point)}")
         if not prefix:
@@ -72,6 +76,7 @@ class EpochMetricsHandler:
         self.optimizer = optimizer
         self.threshold_rule = threshold_rule
         self.fixed_threshold = fixed_threshold
+        self.hgg_prior = hgg_prior
         self.calibrate = calibrate
         self.operating_point = operating_point
         self._reset(None)
@@ -120,7 +125,7 @@ class EpochMetricsHandler:
             )
         temperature = fit_temperature(log_odds, labels) if self.calibrate else 1.0
         probs = calibrated_probs(log_odds, temperature).tolist()
-        threshold = choose_threshold(labels, probs, self.threshold_rule, self.fixed_threshold)
+        threshold = choose_threshold(labels, probs, self.threshold_rule, self.fixed_threshold, self.hgg_prior)
         return temperature, threshold, self.threshold_rule, probs
 
     def __call__(self, engine: Engine) -> None:
