@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_DONE = "train_done.json"
 #: overrides the runner sets itself, per fold
 #: share of each fold's training cases held out to choose its model: one fold's worth of cases (a quarter of
-#: the other four folds), so selection rests on as many cases as scoring does, at the cost of a quarter of the training cases
+#: the other four folds), so selection rests on as many cases as scoring does, at the cost of a quarter of
+#: the training cases
 SELECTION_FRACTION = 0.25
 RUNNER_KEYS = ("dataset_dir", "output_dir", "fold", "publish_model", "resume", "checkpoint")
 

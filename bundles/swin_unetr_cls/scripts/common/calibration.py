@@ -28,6 +28,7 @@ __all__ = [
     "fit_temperature",
     "operating_point_path",
     "read_operating_point",
+    "read_operating_point_file",
     "write_operating_point",
 ]
 
@@ -94,25 +95,32 @@ def write_operating_point(checkpoint: str | Path, operating_point: dict) -> Path
     return write_json(operating_point_path(checkpoint), operating_point)
 
 
+def read_operating_point_file(checkpoint: str | Path) -> dict | None:
+    """The JSON object stored next to ``checkpoint`` (None when there is none); a damaged one is refused by name."""
+    side_file = operating_point_path(checkpoint)
+    if not side_file.is_file():
+        return None
+    try:
+        point = json.loads(side_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"operating point {side_file} is not readable JSON ({type(err).__name__}: {err}); expected "
+            'e.g. {"temperature": 1.3, "threshold": 0.42}: restore it, or delete it to use temperature 1 and '
+            "threshold 0.5"
+        ) from None
+    if not isinstance(point, dict):
+        raise ValueError(f"operating point {side_file} holds {type(point).__name__}; expected a JSON object")
+    return point
+
+
 def read_operating_point(checkpoint: str | Path) -> dict:
     """The operating point of a model: its JSON side file, else the metrics stored in the checkpoint.
 
     A model with neither (trained before operating points existed) gets T = 1 and threshold 0.5,
     with a warning, so its outputs are still produced and said to be uncalibrated.
     """
-    side_file = operating_point_path(checkpoint)
-    if side_file.is_file():
-        try:
-            point = json.loads(side_file.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"operating point {side_file} is not readable JSON ({type(err).__name__}: {err}); expected "
-                'e.g. {"temperature": 1.3, "threshold": 0.42}: restore it, or delete it to use temperature 1 and '
-                "threshold 0.5"
-            ) from None
-        if not isinstance(point, dict):
-            raise ValueError(f"operating point {side_file} holds {type(point).__name__}; expected a JSON object")
-    else:
+    point = read_operating_point_file(checkpoint)
+    if point is None:
         stored = stored_metrics(checkpoint) if Path(checkpoint).is_file() else {}
         point = {k: stored[k] for k in ("temperature", "threshold", "threshold_rule", "network") if k in stored}
     if "temperature" not in point or "threshold" not in point:

@@ -9,14 +9,13 @@ validation evaluator sees. Scored on those same cases, its figures are in-sample
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from .calibration import operating_point_path
+from .calibration import read_operating_point_file
 from .checkpoints import stored_metrics
 from .data import LABEL_NAMES, DatasetError, load_records
 
@@ -91,11 +90,7 @@ def case_roles(split: dict[str, list[dict]]) -> dict:
 def stored_selection(checkpoint: str | Path) -> dict:
     """What chose a model: the metrics stored in its checkpoint, else its operating-point file (published models)."""
     stored = stored_metrics(checkpoint) if Path(checkpoint).is_file() else {}
-    side_file = operating_point_path(checkpoint)
-    if not stored and side_file.is_file():
-        content = json.loads(side_file.read_text())
-        stored = content if isinstance(content, dict) else {}
-    return stored
+    return stored or read_operating_point_file(checkpoint) or {}
 
 
 def evaluation_case_roles(scored_records: Sequence[dict], checkpoint: str | Path) -> dict:
