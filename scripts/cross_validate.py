@@ -4,6 +4,7 @@
     python scripts/cross_validate.py run resnet50_3d_ldam --dataset_dir DATA --output_dir runs/cv/resnet \\
         --recipe cpu --epochs 12
     python scripts/cross_validate.py summarize runs/cv/resnet
+    python scripts/cross_validate.py held_out runs/cv/resnet --dataset_dir HELD_OUT_DATA --name seed1000
 
 Each fold's model is chosen (epoch, raw vs EMA, temperature, threshold) on a stratified quarter of its
 training cases (``--selection_fraction 0.25``); its validation fold chose nothing and is scored once, so
@@ -30,7 +31,8 @@ from pathlib import Path
 import fire
 
 from brats_grading.components.checkpoints import best_checkpoint
-from brats_grading.cross_validation import FOLD_RESULT, fold_dir, summarize
+from brats_grading.cross_validation import FOLD_RESULT, fold_dir, read_fold_results, summarize
+from brats_grading.held_out import summarize_held_out
 from brats_grading.recipes import MALLOC_SETTINGS, RECIPES, cli_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,6 +189,44 @@ def run(
     return summary
 
 
+def held_out(
+    cv_dir: str, dataset_dir: str, name: str = "held_out", compare_with: str | None = None, **overrides
+) -> dict:
+    """Score every fold model and their average on labelled cases none of them saw (``dataset_dir/datalist.json``).
+
+    Each fold model runs ``inference.json`` with the overrides it was trained with (those inference takes);
+    the predictions go to ``<cv_dir>/held_out/<name>/fold_<k>.csv`` (kept: a second call only scores) and
+    the summary to ``<cv_dir>/held_out_<name>.json`` / ``.md``. ``compare_with`` names an earlier held-out
+    set of the same cases (the other site of one seed) for a paired AUC difference.
+    """
+    cv_dir = Path(cv_dir).resolve()
+    datalist = Path(dataset_dir).resolve() / "datalist.json"
+    if not datalist.is_file():
+        raise SystemExit(f"{datalist} does not exist; write it with scripts/make_datalist.py {dataset_dir}")
+    results = read_fold_results(cv_dir)
+    if not results:
+        raise SystemExit(f"{cv_dir}: no finished fold (fold_*/{FOLD_RESULT}); run the folds first")
+    out = cv_dir / "held_out" / name
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for result in results:
+        bundle_dir = Path(result["bundle_dir"])
+        accepted = set(json.loads((bundle_dir / "configs" / "inference.json").read_text()))
+        settings = {k: v for k, v in {**result.get("overrides", {}), **overrides}.items() if k in accepted}
+        target = out / f"fold_{result['fold']}.csv"
+        if not target.is_file():
+            args = cli_args({**settings, "input": str(datalist), "output_file": str(target),
+                             "checkpoint": result["checkpoint"]})  # fmt: skip
+            _bundle_command(bundle_dir, ["inference.json"], args, out / "inference.log")
+        files[int(result["fold"])] = target
+    summary = summarize_held_out(cv_dir, name, files, datalist, compare_with)
+    average = summary["fold_average"]
+    print(f"held-out '{name}' ({summary['num_cases']} cases): fold models' AUC {summary['mean_std']['auc']['mean']:.4f} "
+          f"± {summary['mean_std']['auc']['std']:.4f}, their average {average['auc']:.4f}; summary in "
+          f"{cv_dir / f'held_out_{name}.md'}")  # fmt: skip
+    return summary
+
+
 def summarize_folder(cv_dir: str) -> None:
     """Rebuild a CV folder's summary from its fold files (e.g. after deleting a fold and re-running it)."""
     summary = summarize(cv_dir)
@@ -194,4 +234,4 @@ def summarize_folder(cv_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    fire.Fire({"run": run, "summarize": summarize_folder}, serialize=lambda _: None)
+    fire.Fire({"run": run, "summarize": summarize_folder, "held_out": held_out}, serialize=lambda _: None)

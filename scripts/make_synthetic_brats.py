@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "weaker enhancement, more noise and bias field",
     )
     parser.add_argument(
+        "--site",
+        choices=("reference", "shifted"),
+        default="reference",
+        help="acquisition site: 'shifted' images the same patients with another scanner (contrast, intensity "
+        "scale, noise, bias field, 6 mm slices) and tumour-shape parameter set, for robustness tests",
+    )
+    parser.add_argument(
         "--voxel-mm",
         type=float,
         default=1.0,
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             voxel_mm=args.voxel_mm,
             workers=args.workers,
             overwrite=args.overwrite,
+            site=args.site,
         )
     except (FileExistsError, ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,9 +14,7 @@ the bundles' own defaults, meant for real data, are not changed.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -24,6 +22,7 @@ import time
 from pathlib import Path
 
 from brats_grading.components.checkpoints import best_checkpoint
+from brats_grading.held_out import score_predictions
 from brats_grading.recipes import MALLOC_SETTINGS, RECIPES, cli_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,26 +49,6 @@ def make_dataset(python: str, folder: Path, hgg: int, lgg: int, seed: int, args:
     )  # fmt: skip
     step("datalist", [python, "scripts/make_datalist.py", str(dataset)])
     return dataset
-
-
-def held_out_metrics(predictions: Path, dataset: Path) -> dict:
-    """Score a prediction CSV against the held-out labels with the package's own metrics code."""
-    from brats_grading.components.data import GRADE_TO_LABEL
-    from brats_grading.components.metrics import auc_bootstrap_interval, classification_metrics
-
-    truth = {r["id"]: r["label"] for r in json.loads((dataset / "datalist.json").read_text())["training"]}
-    with open(predictions, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    grades = [GRADE_TO_LABEL[r["predicted_grade"]] for r in rows]
-    probs = [float(r["prob_hgg"]) for r in rows]
-    # the threshold the CSV used: the lowest P(HGG) called HGG (every row agrees with it)
-    called = [p for p, g in zip(probs, grades, strict=True) if g == 1]
-    threshold = min(called) if called else 1.0 + 1e-9
-    labels = [truth[r["id"]] for r in rows]
-    raw_probs = [1.0 / (1.0 + math.exp(-float(r["logit"]))) for r in rows]  # the collapse check reads these
-    metrics = classification_metrics(labels, probs, threshold, raw_probs=raw_probs)
-    metrics["auc_95ci"] = auc_bootstrap_interval(labels, probs)
-    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     final = json.loads((run_dir / "metrics" / "metrics.json").read_text())["final"]
     evaluation = json.loads((eval_dir / "metrics" / "metrics.json").read_text())
     scored, overlap = evaluation["final"], evaluation["cases"]["overlap"]
-    held = held_out_metrics(written, held_out)
+    held = score_predictions(written, held_out / "datalist.json")
     print(
         f"\nselection ({final['num_cases']} cases, {final['source']}, epoch {final['epoch']}): "
         f"AUC {final['auc']:.4f}, balanced accuracy {final['balanced_accuracy']:.4f}, "

@@ -102,6 +102,8 @@ def test_diversity_by_hand():
     assert pair["disagreement"] == pytest.approx(3 / 5)
     # correct x: T,F,F,T,T  y: T,T,T,T,F -> n11 = 2, n00 = 0, n10 = 1, n01 = 2 -> Q = (0 - 2) / (0 + 2) = -1
     assert pair["q_statistic"] == pytest.approx(-1.0)
+    assert pair["counts"] == {"both_right": 2, "both_wrong": 0, "only_first_right": 1, "only_second_right": 2}
+    assert "| x / y | 0.600 | -1.000 | 2 / 0 / 1 / 2 |" in diversity.diversity_markdown(report)
     errors = np.array(labels)[:, None] - probs
     assert pair["error_correlation"] == pytest.approx(np.corrcoef(errors[:, 0], errors[:, 1])[0, 1])
     assert report["recall"]["x"] == {"HGG": pytest.approx(2 / 3), "LGG": pytest.approx(1 / 2)}
@@ -171,6 +173,39 @@ def test_out_of_fold_fit_writes_nested_stacking_and_every_method(tmp_path):
     assert (tmp_path / "report" / "diversity.md").is_file() and (
         tmp_path / "report" / "plots" / "roc_members.png"
     ).is_file()
+
+
+def test_the_comparison_says_whether_its_members_selected_on_the_scored_cases(tmp_path):
+    """Selection-free only when every member's CV says so; otherwise in-sample, naming the member."""
+    ids = [f"c{i}" for i in range(12)]
+    labels = [int(i % 3 != 0) for i in range(12)]
+    datalist = tmp_path / "datalist.json"
+    records = [{"id": c, "label": y, "fold": i % 4} for i, (c, y) in enumerate(zip(ids, labels, strict=True))]
+    datalist.write_text(json.dumps({"training": records}))
+
+    def member(name: str, selection_free: bool | None) -> dict:
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [
+            f"{r['id']},{r['fold']},{r['label']},{0.2 + 0.6 * r['label'] - 0.01 * k!r},0.0,0.5"
+            for k, r in enumerate(records)
+        ]
+        (folder / "oof_predictions.csv").write_text("id,fold,label,prob_hgg,logit,threshold\n" + "\n".join(rows) + "\n")
+        if selection_free is not None:
+            (folder / "cv_summary.json").write_text(json.dumps({"selection_free": selection_free}))
+        return {"name": name, "oof_predictions": str(folder / "oof_predictions.csv")}
+
+    def title(members: list[dict], report: str) -> str:
+        fitting.fit_from_out_of_fold(members, datalist, tmp_path / f"{report}.json", tmp_path / report)
+        return (tmp_path / report / "ensemble_metrics.md").read_text().splitlines()[0]
+
+    honest, leaky, unrecorded = member("honest", True), member("leaky", False), member("unrecorded", None)
+    assert title([honest, honest], "both_free") == "# Out-of-fold comparison (4 folds, selection-free)"
+    mixed = title([honest, leaky, unrecorded], "mixed")
+    assert "in-sample: leaky chose temperature and threshold on these cases" in mixed
+    assert "unrecorded without a cv_summary.json" in mixed and "honest" not in mixed
+    fitted_on = json.loads((tmp_path / "mixed.json").read_text())["fitted_on"]
+    assert fitted_on["selection_free"] == {"honest": True, "leaky": False, "unrecorded": None}
 
 
 def test_fitted_weights_drop_a_member_without_information_and_keep_equal_weights_on_ties():
@@ -249,3 +284,17 @@ def test_every_combination_is_compared_with_the_best_member_on_the_same_cases(tm
     assert mean == common_metrics.paired_auc_difference(labels, probs.mean(1), probs[:, 0])
     markdown = reports.comparison_markdown(comparison, "t")
     assert f"| mean | {mean['difference']:+.4f} | {mean['ci'][0]:+.4f} to {mean['ci'][1]:+.4f} |" in markdown
+
+
+def test_an_evaluation_compares_stacking_and_fitted_weights_only_when_they_were_fitted(tmp_path):
+    stacking_file = tmp_path / "stacking.json"
+    assert list(combination.compared_combiners(NAMES, stacking_file)) == ["mean", "majority_vote"]
+    combination.StackingModel(NAMES, [1.0, 0.5, 0.0], -0.2, {"mean_weights": [0.6, 0.4, 0.0]}).to_json(stacking_file)
+    compared = combination.compared_combiners(NAMES, stacking_file, threshold=0.4)
+    assert list(compared) == ["mean", "majority_vote", "stacking", "mean, fitted weights"]
+    scores, grades = compared["mean, fitted weights"](PROBS)
+    np.testing.assert_allclose(scores, PROBS @ np.array([0.6, 0.4, 0.0]))
+    np.testing.assert_array_equal(grades, (scores >= 0.4).astype(int))
+    np.testing.assert_allclose(
+        compared["stacking"](PROBS)[0], combination.StackingModel.from_json(stacking_file).predict(PROBS)
+    )

@@ -231,11 +231,15 @@ def test_evaluate_compares_members_and_ensemble_on_the_same_cases(
     votes = [(float(r["prob_resnet_flair"]) >= 0.4) + (float(r["prob_swin"]) >= 0.6) for r in rows]
     np.testing.assert_allclose([float(r["prob_hgg"]) for r in rows], np.array(votes) / 2)
     metrics = json.loads((run_dir / "ensemble_metrics.json").read_text())
-    assert list(metrics["rows"]) == ["resnet_flair", "swin", "ensemble"]
+    # the chosen method, then every other method on the same cases (no stacking file here: no stacking row)
+    assert list(metrics["rows"]) == ["resnet_flair", "swin", "ensemble", "mean", "majority_vote"]
     y = [labels[r["id"]] for r in rows]
     for name, column in (("swin", "prob_swin"), ("ensemble", "prob_hgg")):
         assert metrics["rows"][name]["auc"] == pytest.approx(roc_auc_score(y, [float(r[column]) for r in rows]))
         assert metrics["rows"][name]["num_cases"] == 20
+    mean = [(float(r["prob_resnet_flair"]) + float(r["prob_swin"])) / 2 for r in rows]
+    assert metrics["rows"]["mean"]["auc"] == pytest.approx(roc_auc_score(y, mean))
+    assert set(metrics["versus_best_member"]) == {"ensemble", "mean", "majority_vote"}
     diversity = json.loads((run_dir / "diversity.json").read_text())
     assert diversity["pairs"][0]["members"] == ["resnet_flair", "swin"]
     assert set(diversity["recall"]) == {"resnet_flair", "swin"}

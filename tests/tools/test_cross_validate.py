@@ -107,6 +107,32 @@ def test_summary_recomputes_from_the_fold_files(tiny_cv, tmp_path):
     assert after["mean_std"]["auc"]["mean"] == pytest.approx(sum(fold_aucs) / 2)
 
 
+def test_held_out_scores_every_fold_model_with_its_own_settings_and_scores_again_without_rerunning(
+    tiny_cv, small_brats, small_datalist, tmp_path
+):
+    copy = tmp_path / "cv"
+    shutil.copytree(tiny_cv, copy)
+    run_cross_validate("held_out", str(copy), "--dataset_dir", str(small_brats), "--name", "again")
+    summary = json.loads((copy / "held_out_again.json").read_text())
+    assert sorted(summary["folds"]) == ["0", "1"] and summary["num_cases"] == len(small_datalist["training"])
+    oof = {r["id"]: r for r in read_csv(copy / "oof_predictions.csv")}
+    labels = {r["id"]: r["label"] for r in small_datalist["training"]}
+    for fold in (0, 1):
+        rows = read_csv(copy / "held_out" / "again" / f"fold_{fold}.csv")
+        assert sorted(r["id"] for r in rows) == sorted(labels)
+        # the fold model, its input size and layout, its temperature: what it gave its own validation cases
+        for row in rows:
+            if int(oof[row["id"]]["fold"]) == fold:
+                assert float(row["prob_hgg"]) == pytest.approx(float(oof[row["id"]]["prob_hgg"]), abs=1e-5)
+        y = [labels[r["id"]] for r in rows]
+        assert summary["folds"][str(fold)]["auc"] == pytest.approx(
+            roc_auc_score(y, [float(r["prob_hgg"]) for r in rows])
+        )
+    stamp = (copy / "held_out" / "again" / "fold_0.csv").stat().st_mtime_ns
+    run_cross_validate("held_out", str(copy), "--dataset_dir", str(small_brats), "--name", "again")
+    assert (copy / "held_out" / "again" / "fold_0.csv").stat().st_mtime_ns == stamp  # scored, not predicted again
+
+
 def test_a_deleted_fold_is_rerun_and_finished_folds_are_skipped(tiny_cv, small_brats, tmp_path):
     copy = tmp_path / "cv"
     shutil.copytree(tiny_cv, copy)

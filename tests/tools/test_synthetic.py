@@ -257,6 +257,7 @@ def test_cli_help_lists_every_option():
         "--voxel-mm",
         "--workers",
         "--overwrite",
+        "--site",
     ):
         assert option in proc.stdout
 
@@ -285,3 +286,41 @@ def test_generator_output_is_byte_identical_to_the_pinned_digest(tmp_path):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     assert digest.hexdigest() == PINNED_DIGEST
+
+
+@pytest.fixture(scope="module")
+def two_sites() -> dict[str, dict[str, np.ndarray]]:
+    """One HGG patient imaged at the reference and the shifted site."""
+    case = ("Brats18_SYN_0004_1", "HGG", 7, 0.5, 3.0)
+    return {site: generate_case(*case, site=site) for site in ("reference", "shifted")}
+
+
+def test_a_site_images_the_same_patient_differently(two_sites):
+    """Same brain and tumour placement, other intensity scale, contrast and slice blur."""
+    ref, shifted = two_sites["reference"], two_sites["shifted"]
+    assert np.array_equal(ref["t1"] > 0, shifted["t1"] > 0)  # the same brain mask: the same patient
+    ref_core, shifted_core = np.argwhere(ref["seg"] > 0).mean(0), np.argwhere(shifted["seg"] > 0).mean(0)
+    assert np.abs(ref_core - shifted_core).max() < 3.0  # the tumour grows at the same place (3 mm voxels)
+    brain = ref["t1"] > 0
+    scale = {m: np.median(shifted[m][brain]) / np.median(ref[m][brain]) for m in MODALITIES}
+    assert 1.8 < scale["t1"] < 3.5 and 0.4 < scale["t2"] < 0.85, scale  # the site's intensity scales
+
+
+def test_thick_slices_blur_across_slices_only():
+    """A bright voxel spreads to its neighbouring slices (the last axis), not within its slice."""
+    from brats_grading.synthetic.rendering import _thick_slices
+
+    shape = (5, 5, 7)
+    flat = np.arange(np.prod(shape))
+    image = np.zeros(shape, dtype=np.float32)
+    image[2, 2, 3] = 1.0
+    blurred = _thick_slices(image.ravel(), flat, shape, slices=2.0).reshape(shape)
+    assert blurred[2, 2, 2] > 0.1 and blurred[2, 2, 4] > 0.1 and blurred[2, 2, 3] < 0.8
+    assert blurred[1, 2, 3] == 0 and blurred[2, 1, 3] == 0
+    assert blurred.sum() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_an_unknown_site_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="site must be one of \\['reference', 'shifted'\\], got 'scanner_x'"):
+        generate_dataset(tmp_path, n_hgg=1, n_lgg=1, voxel_mm=6.0, site="scanner_x")
+    assert not (tmp_path / DATASET_DIRNAME).exists()

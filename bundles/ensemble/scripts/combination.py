@@ -19,6 +19,7 @@ __all__ = [
     "METHODS",
     "Combiner",
     "StackingModel",
+    "compared_combiners",
     "fit_stacking",
     "fit_weights",
     "member_log_odds",
@@ -193,3 +194,25 @@ class Combiner:
         else:  # soft_vote, and mean with equal weights
             scores = p.mean(axis=1)
         return scores, (scores >= self.threshold).astype(int)
+
+
+def compared_combiners(
+    members: Sequence[str], stacking_file: str | Path, threshold: float = 0.5
+) -> dict[str, Combiner]:
+    """Every method an evaluation scores beside the chosen one, on the same cases.
+
+    The equal-weight mean and the majority vote always; stacking and the fitted-weight mean when
+    ``stacking_file`` (``configs/train.json``) holds them for these members. Soft voting is left out: with
+    calibrated members it is the equal-weight mean.
+    """
+    combiners = {
+        "mean": Combiner("mean", members, threshold=threshold),
+        "majority_vote": Combiner("majority_vote", members, threshold=threshold),
+    }
+    if Path(stacking_file).is_file():
+        model = StackingModel.from_json(stacking_file, members)
+        combiners["stacking"] = Combiner("stacking", members, stacking=model, threshold=threshold)
+        if "mean_weights" in model.info:
+            weights = [float(w) for w in model.info["mean_weights"]]
+            combiners["mean, fitted weights"] = Combiner("mean", members, weights=weights, threshold=threshold)
+    return combiners

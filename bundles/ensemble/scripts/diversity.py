@@ -2,7 +2,8 @@
 
 Pairwise, on the same cases: the disagreement rate of their grades, Yule's Q-statistic of their
 correctness (1 = they are right and wrong together, 0 = independent, < 0 = they fail on different
-cases), and the correlation of their probability errors ``label - P(HGG)``. Per member: the recall of
+cases) with the 2x2 counts it rests on (Q = 1 follows from a single shared error when neither member
+errs alone), and the correlation of their probability errors ``label - P(HGG)``. Per member: the recall of
 each grade, so a member strong on LGG and one strong on HGG show up as such.
 """
 
@@ -13,14 +14,25 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["diversity_report", "diversity_markdown", "q_statistic"]
+__all__ = ["correctness_counts", "diversity_report", "diversity_markdown", "q_statistic"]
+
+
+def correctness_counts(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, int]:
+    """The 2x2 table of two members' correctness: both right, both wrong, only the first, only the second."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    return {
+        "both_right": int(np.sum(a & b)),
+        "both_wrong": int(np.sum(~a & ~b)),
+        "only_first_right": int(np.sum(a & ~b)),
+        "only_second_right": int(np.sum(~a & b)),
+    }
 
 
 def q_statistic(correct_a: np.ndarray, correct_b: np.ndarray) -> float | None:
     """Yule's Q of two members' correctness; None when undefined (e.g. one member never errs)."""
-    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    n11, n00 = float(np.sum(a & b)), float(np.sum(~a & ~b))
-    n10, n01 = float(np.sum(a & ~b)), float(np.sum(~a & b))
+    counts = correctness_counts(correct_a, correct_b)
+    n11, n00 = float(counts["both_right"]), float(counts["both_wrong"])
+    n10, n01 = float(counts["only_first_right"]), float(counts["only_second_right"])
     denominator = n11 * n00 + n01 * n10
     return None if denominator == 0 else (n11 * n00 - n01 * n10) / denominator
 
@@ -54,6 +66,7 @@ def diversity_report(
                 "members": [names[i], names[j]],
                 "disagreement": float(np.mean(grades[:, i] != grades[:, j])),
                 "q_statistic": q_statistic(correct[:, i], correct[:, j]),
+                "counts": correctness_counts(correct[:, i], correct[:, j]),
                 "error_correlation": _correlation(errors[:, i], errors[:, j]),
             }
         )
@@ -74,13 +87,16 @@ def diversity_markdown(report: dict) -> str:
     lines = [
         f"## Member diversity ({report['num_cases']} cases)",
         "",
-        "| members | disagreement | Q-statistic | error correlation |",
-        "| --- | --- | --- | --- |",
+        "| members | disagreement | Q-statistic | both right / both wrong / only first / only second | "
+        "error correlation |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for pair in report["pairs"]:
+        n = pair["counts"]
+        counts = f"{n['both_right']} / {n['both_wrong']} / {n['only_first_right']} / {n['only_second_right']}"
         lines.append(
             f"| {' / '.join(pair['members'])} | {_fmt(pair['disagreement'])} | {_fmt(pair['q_statistic'])} "
-            f"| {_fmt(pair['error_correlation'])} |"
+            f"| {counts} | {_fmt(pair['error_correlation'])} |"
         )
     lines += ["", "| member | recall HGG | recall LGG |", "| --- | --- | --- |"]
     for name, recall in report["recall"].items():

@@ -5,6 +5,12 @@ datalist: every prediction must come from the fold model that never trained on i
 must cover the same cases. The comparison scores every member and every combination method on those
 cases; stacking's own figure is nested (its meta-learner refitted without each fold in turn), because
 scoring it on the cases it was fitted on would flatter it.
+
+The members' out-of-fold predictions are honest inputs only when their CV was selection-free (each fold's
+temperature and threshold fitted on selection cases from the other folds, ``cross_validate.py``'s
+default): then stacking is fitted on probabilities calibrated without the case's own label and the votes
+use thresholds fitted on other folds' cases. A member whose CV selected on its scored cases makes the
+comparison *in-sample*, and its title says so.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def out_of_fold_table(specs: Sequence[Mapping], datalist: str | Path) -> dict:
     if not datalist.is_file():
         raise FileNotFoundError(f"datalist {datalist} does not exist")
     case_folds = {r["id"]: int(r["fold"]) for r in json.loads(datalist.read_text())["training"]}
-    names, tables = [], []
+    names, tables, selection_free = [], [], []
     for i, raw in enumerate(specs):
         spec = member_spec(raw, i, need_model=False)
         source = spec.get("oof_predictions")
@@ -40,6 +46,7 @@ def out_of_fold_table(specs: Sequence[Mapping], datalist: str | Path) -> dict:
             raise ValueError(f"members[{i}] ('{spec['name']}'): no 'oof_predictions' (or 'cv_dir') to fit on")
         rows = read_out_of_fold(source)
         check_out_of_fold(rows, case_folds, source=str(source))
+        selection_free.append(_selection_free(source))
         names.append(spec["name"])
         tables.append({r["id"]: r for r in rows})
     ids = sorted(tables[0], key=lambda c: (tables[0][c]["fold"], c))
@@ -56,7 +63,31 @@ def out_of_fold_table(specs: Sequence[Mapping], datalist: str | Path) -> dict:
         "labels": [tables[0][c]["label"] for c in ids],
         "probs": np.array([[t[c]["prob_hgg"] for t in tables] for c in ids]),
         "thresholds": np.array([[t[c].get("threshold", 0.5) for t in tables] for c in ids]),
+        "selection_free": dict(zip(names, selection_free, strict=True)),
     }
+
+
+def _selection_free(oof_predictions: str | Path) -> bool | None:
+    """Whether the CV that wrote these predictions chose nothing on its scored cases (None: not recorded)."""
+    summary = Path(oof_predictions).parent / "cv_summary.json"
+    if not summary.is_file():
+        return None
+    return json.loads(summary.read_text()).get("selection_free")
+
+
+def _comparison_title(table: dict) -> str:
+    folds = len(np.unique(table["folds"]))
+    flags = table["selection_free"]
+    if all(flag is True for flag in flags.values()):
+        return f"Out-of-fold comparison ({folds} folds, selection-free)"
+    in_sample = sorted(name for name, flag in flags.items() if flag is False)
+    unknown = sorted(name for name, flag in flags.items() if flag is None)
+    why = []
+    if in_sample:
+        why.append(f"{', '.join(in_sample)} chose temperature and threshold on these cases")
+    if unknown:
+        why.append(f"{', '.join(unknown)} without a cv_summary.json saying how it selected")
+    return f"Out-of-fold comparison ({folds} folds, in-sample: {'; '.join(why)})"
 
 
 def _nested(table: dict, fit_and_score) -> np.ndarray:
@@ -94,13 +125,14 @@ def fit_from_out_of_fold(
     ensembles["stacking (nested)"] = (nested, (nested >= threshold).astype(int))
     nested = _nested(table, lambda p, y, new: new @ fit_weights(p, y))
     ensembles["mean, fitted weights (nested)"] = (nested, (nested >= threshold).astype(int))
-    title = f"Out-of-fold comparison ({len(np.unique(table['folds']))} folds)"
+    title = _comparison_title(table)
     write_comparison(report_dir, title, labels, names, probs, cuts, ensembles)
     mean_weights = fit_weights(probs, labels).tolist()
     info = {
         "mean_weights": mean_weights,
         "fitted_on": {
             "cases": len(labels),
+            "selection_free": table["selection_free"],
             "sources": [str(m.get("oof_predictions", m.get("cv_dir"))) for m in members],
         },
     }

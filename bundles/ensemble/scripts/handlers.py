@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ class EnsembleOutputSaver:
         combiner: the combination method.
         output_file: predictions CSV (never overwritten).
         report_dir: folder of the comparison (metrics table, ROC, diversity), or None for inference.
+        compared: other methods scored beside ``combiner`` in the comparison (label -> combiner), so
+            one evaluation compares every method with the best member on the same cases.
         strict: stop at the first case that cannot be read; by default such cases are listed in
             ``<stem>_failed.csv`` and the run fails after writing the others.
     """
@@ -42,10 +44,12 @@ class EnsembleOutputSaver:
         output_file: str,
         report_dir: str | None = None,
         strict: bool = False,
+        compared: Mapping[str, Combiner] | None = None,
     ) -> None:
         self.names = [m.name for m in members]
         self.thresholds = np.array([m.threshold for m in members])
         self.combiner = combiner
+        self.compared = dict(compared or {})
         self.output_file = Path(output_file)
         self.report_dir = Path(report_dir) if report_dir else None
         # tensors until inference completes: reading them per iteration would sync the host with the device
@@ -81,9 +85,9 @@ class EnsembleOutputSaver:
         if labels is None:
             raise ValueError("evaluation needs a label for every case; the input has cases without one")
         title = f"Ensemble ({self.combiner.method}) and its members"
-        written = write_comparison(
-            self.report_dir, title, labels, self.names, probs, self.thresholds, {"ensemble": (scores, grades)}
-        )
+        ensembles = {"ensemble": (scores, grades)}
+        ensembles.update({label: combiner(probs, self.thresholds) for label, combiner in self.compared.items()})
+        written = write_comparison(self.report_dir, title, labels, self.names, probs, self.thresholds, ensembles)
         rows = written["comparison"]["rows"]
         summary = ", ".join(f"{n} {rows[n]['auc']}" for n in [*self.names, "ensemble"])
         logger.info(f"AUC: {summary}; report in {self.report_dir}")

@@ -22,6 +22,7 @@ from .case import generate_case
 from .geometry import _check_voxel_mm, brats_affine
 from .layout import DATASET_DIRNAME, MAX_CASES
 from .nifti_io import _write_case_files, _write_notice, _write_survival_csv
+from .site import site_profile
 from .streams import _case_streams, _check_seed
 from .template import _template_dir
 
@@ -55,11 +56,11 @@ def survival_record(case_id: str, seed: int) -> dict[str, str]:
     return {"BraTS18ID": case_id, "Age": f"{age:.3f}", "Survival": str(days), "ResectionStatus": status}
 
 
-def _write_case(job: tuple[str, str, int, float, float, str]) -> tuple[str, str, float]:
+def _write_case(job: tuple[str, str, int, float, float, str, str]) -> tuple[str, str, float]:
     """Worker: generate one case and write its five files (arrays never cross processes)."""
-    cid, grade, seed, difficulty, voxel_mm, root = job
+    cid, grade, seed, difficulty, voxel_mm, site, root = job
     start = time.perf_counter()
-    arrays = generate_case(cid, grade, seed, difficulty, voxel_mm)
+    arrays = generate_case(cid, grade, seed, difficulty, voxel_mm, site)
     _write_case_files(Path(root) / grade / cid, cid, arrays, brats_affine(voxel_mm))
     return cid, grade, time.perf_counter() - start
 
@@ -108,7 +109,7 @@ def _prepare_root(output_dir: str | os.PathLike[str], overwrite: bool) -> Path:
     return root
 
 
-def _run_jobs(jobs: list[tuple[str, str, int, float, float, str]], n_workers: int) -> None:
+def _run_jobs(jobs: list[tuple[str, str, int, float, float, str, str]], n_workers: int) -> None:
     """Generate and write every case, serially or in ``n_workers`` processes, logging progress."""
 
     def report(done: int, result: tuple[str, str, float]) -> None:
@@ -132,19 +133,22 @@ def generate_dataset(
     voxel_mm: float = 1.0,
     workers: int | None = None,
     overwrite: bool = False,
+    site: str = "reference",
 ) -> Path:
     """Write a synthetic BraTS 2018 training set and return its root folder.
 
     Layout: ``output_dir/MICCAI_BraTS_2018_Data_Training/{HGG,LGG}/<ID>/<ID>_{t1,t1ce,t2,flair,seg}.nii.gz``
     plus ``survival_data.csv`` (HGG cases only) and the MNI152 copyright notice.  Cases run in
-    ``workers`` processes (``None``: all cores); the output does not depend on ``workers``.
+    ``workers`` processes (``None``: all cores); the output does not depend on ``workers``. ``site``
+    (:data:`.site.SITES`) images the same patients with another scanner and tumour-shape parameter set.
     """
     _check_dataset_args(n_hgg, n_lgg, seed, difficulty, voxel_mm, workers)
+    site_profile(site)
     _template_dir()  # fail early with a clear message if nilearn is missing
     root = _prepare_root(output_dir, overwrite)
 
     cases = assign_grades(int(n_hgg), int(n_lgg), int(seed))
-    jobs = [(cid, g, int(seed), float(difficulty), float(voxel_mm), str(root)) for cid, g in cases]
+    jobs = [(cid, g, int(seed), float(difficulty), float(voxel_mm), site, str(root)) for cid, g in cases]
     n_workers = min(workers or os.cpu_count() or 1, len(jobs))
     start = time.perf_counter()
     _run_jobs(jobs, n_workers)

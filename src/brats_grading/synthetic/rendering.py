@@ -19,6 +19,7 @@ from scipy import ndimage
 from .fields import _SmoothField
 from .geometry import BRATS_SHAPE_1MM, _Frame
 from .layout import MODALITIES
+from .site import SiteProfile
 from .tissue import _Tissue
 from .tumour import _Tumour
 
@@ -55,21 +56,32 @@ class _Appearance:
     bias: dict[str, _SmoothField]
 
 
-def _draw_appearance(rng: np.random.Generator, tumour: _Tumour, d: float) -> _Appearance:
+def _draw_appearance(
+    rng: np.random.Generator, tumour: _Tumour, d: float, site: SiteProfile, rng_site: np.random.Generator
+) -> _Appearance:
+    """Per-case contrasts, gains, noise and bias fields, rescaled by the acquisition ``site``.
+
+    The reference draws come from ``rng`` at every site, so one case differs between sites only by
+    the site's multipliers; a bias field on another length scale is drawn from ``rng_site``.
+    """
     contrast, gain, noise, bias_amp, bias = {}, {}, {}, {}, {}
     half_fov = np.asarray(BRATS_SHAPE_1MM, dtype=float) / 2.0
     for m in MODALITIES:
         c = np.asarray(_BASE_CONTRAST[m], dtype=np.float64) * np.exp(rng.normal(0.0, 0.04, size=7))
+        if m in site.contrast:
+            c = c * np.asarray(site.contrast[m], dtype=np.float64)
         if tumour.grade == "HGG" and m == "flair":
             c[_CLASSES.index("nec")] = rng.uniform(0.8, 1.3)  # variably suppressed necrotic fluid
         if m == "t1ce":
             c[_CLASSES.index("enh")] = tumour.enh_gain
         contrast[m] = c
         lo, hi = _GAIN_RANGE[m]
-        gain[m] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-        noise[m] = float(rng.uniform(0.015, 0.03) + 0.04 * d)
-        bias_amp[m] = float(rng.uniform(0.03, 0.07) + 0.12 * d)
+        gain[m] = float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) * site.gain.get(m, 1.0)
+        noise[m] = float(rng.uniform(0.015, 0.03) + 0.04 * d) * site.noise
+        bias_amp[m] = float(rng.uniform(0.03, 0.07) + 0.12 * d) * site.bias
         bias[m] = _SmoothField.draw(rng, half_fov, 60.0)
+        if site.bias_length_mm != 60.0:
+            bias[m] = _SmoothField.draw(rng_site, half_fov, site.bias_length_mm)
     return _Appearance(contrast, gain, noise, bias_amp, bias)
 
 
@@ -104,6 +116,20 @@ def _tumour_mix(
     return _TumourMix(frac, keep, texture, ring_n)
 
 
+def _thick_slices(
+    img: NDArray[np.float32], flat: NDArray, shape: tuple[int, ...], slices: float
+) -> NDArray[np.float32]:
+    """Signal averaged across ``slices`` voxels along the slice axis (a thick-slice acquisition).
+
+    A slab of thickness T blurs like a Gaussian of standard deviation T / sqrt(12); the background
+    outside the brain is zero, so edge slices mix with it as partial volume does.
+    """
+    crop = np.zeros(shape, dtype=np.float32)
+    crop.ravel()[flat] = img
+    crop = ndimage.gaussian_filter1d(crop, slices / math.sqrt(12.0), axis=2, mode="constant")
+    return crop.ravel()[flat]
+
+
 def _render_modality(
     m: str,
     tissue: _Tissue,
@@ -112,6 +138,8 @@ def _render_modality(
     app: _Appearance,
     frame: _Frame,
     rng_noise: np.random.Generator,
+    site: SiteProfile,
+    v: float,
 ) -> NDArray[np.int16]:
     """Image of modality ``m`` on the full grid; draws this modality's noise from ``rng_noise``."""
     flat, box_ids = tissue.flat, tissue.box_ids
@@ -121,10 +149,12 @@ def _render_modality(
     for k in ("edema", "net", "nec", "enh"):
         mod = 1.0 + _TEXTURE_SIGN[m] * tumour.texture * _TEX_WEIGHT[k] * mix.texture
         if k == "enh" and m == "t1ce":
-            mod = mod + 0.08 * mix.ring  # patchy enhancement
+            mod = mod + site.patchiness * mix.ring  # patchy enhancement
         tum += mix.frac[k] * c[_CLASSES.index(k)] * mod
     img[box_ids] = img[box_ids] * mix.keep + tum
     img *= np.exp(app.bias_amp[m] * app.bias[m].evaluate(frame.crop_axes).ravel()[flat])
+    if site.slice_mm > v:
+        img = _thick_slices(img, flat, frame.crop_shape, site.slice_mm / v)
     img *= np.float32(app.gain[m])
     # Rician magnitude noise: |signal + complex Gaussian|.
     sigma_n = np.float32(app.noise[m] * app.gain[m])

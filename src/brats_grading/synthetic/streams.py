@@ -18,14 +18,16 @@ def _case_hash(case_id: str) -> int:
 
 
 def _case_streams(case_id: str, seed: int) -> list[np.random.Generator]:
-    """Independent generators for anatomy, tumour, intensities, noise and survival of one case.
+    """Independent generators for anatomy, tumour, intensities, noise, survival and site of one case.
 
     Separate streams keep, e.g., the anatomy of a case unchanged when the tumour model or the
-    voxel size (which changes how much noise is drawn) changes.
+    voxel size (which changes how much noise is drawn) changes. The site stream (last) serves only
+    what a non-reference acquisition site draws in addition, so the other five stay as they were
+    (a ``SeedSequence``'s n-th child does not depend on how many are spawned).
     """
     _check_seed(seed)
     ss = np.random.SeedSequence([int(seed), _case_hash(case_id)])
-    return [np.random.default_rng(child) for child in ss.spawn(5)]
+    return [np.random.default_rng(child) for child in ss.spawn(6)]
 
 
 def _check_seed(seed: int) -> None:

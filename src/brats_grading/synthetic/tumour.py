@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from .fields import _SmoothField
 from .geometry import _Frame, _random_rotation
+from .site import SiteProfile
 
 
 @dataclass
@@ -44,12 +45,15 @@ class _Tumour:
     fields: dict[str, _SmoothField] = field(default_factory=dict)
 
 
-def _draw_tumour(rng: np.random.Generator, grade: str, d: float) -> _Tumour:
-    """Grade phenotype; ``d`` (difficulty) moves each grade towards the other's appearance."""
-    radii = np.exp(rng.normal(0.0, 0.15, size=3))
+def _draw_tumour(rng: np.random.Generator, grade: str, d: float, site: SiteProfile) -> _Tumour:
+    """Grade phenotype; ``d`` (difficulty) moves each grade towards the other's appearance.
+
+    ``site`` rescales the draws (shape, rim, enhancement) without changing how many are made.
+    """
+    radii = np.exp(rng.normal(0.0, 0.15, size=3) * site.elongation)
     radii /= np.prod(radii) ** (1 / 3)
     rot = _random_rotation(rng)
-    core_amp = rng.uniform(0.15, 0.3)
+    core_amp = rng.uniform(0.15, 0.3) * site.irregularity
     edema_amp = rng.uniform(0.15, 0.3)
     u = rng.random(8)  # fixed number of draws for the grade-dependent choices below
     cyst = enh_focus = None
@@ -57,13 +61,13 @@ def _draw_tumour(rng: np.random.Generator, grade: str, d: float) -> _Tumour:
         r_core = rng.uniform(12.0, 26.0)
         necrosis = u[0] >= 0.45 * d  # atypical HGG without necrosis
         enhancing = u[1] >= 0.35 * d  # atypical non-enhancing HGG
-        ring_mm = rng.uniform(2.5, 6.0)
+        ring_mm = rng.uniform(2.5, 6.0) * site.ring
         ring_complete = rng.uniform(0.55, 1.0)
         solid_enh_fraction = rng.uniform(0.3, 0.7)
         edema_margin = rng.uniform(6.0, 24.0) * (1.0 - 0.6 * d * u[2])
         mass = rng.uniform(0.2, 0.45)
         texture = rng.uniform(0.08, 0.16) * (1.0 - 0.5 * d)
-        enh_gain = 1.0 + (0.6 - 0.3 * d) * rng.uniform(0.7, 1.1)
+        enh_gain = 1.0 + site.enhancement * (0.6 - 0.3 * d) * rng.uniform(0.7, 1.1)
     else:
         r_core = rng.uniform(14.0, 30.0)
         necrosis = enhancing = False
@@ -75,7 +79,7 @@ def _draw_tumour(rng: np.random.Generator, grade: str, d: float) -> _Tumour:
         edema_margin = rng.uniform(1.5, 5.0) + d * rng.uniform(0.0, 10.0)
         mass = rng.uniform(0.1, 0.3)
         texture = rng.uniform(0.02, 0.05) + 0.05 * d
-        enh_gain = 1.0 + (0.25 + 0.15 * d) * rng.uniform(0.7, 1.1)
+        enh_gain = 1.0 + site.enhancement * (0.25 + 0.15 * d) * rng.uniform(0.7, 1.1)
     core_reach = r_core * (1 + 2.5 * core_amp) * float(radii.max())
     half_box = max(core_reach + edema_margin * (1 + 2.5 * edema_amp) * 1.2 + 3.0, 2.2 * r_core)
     t = _Tumour(
