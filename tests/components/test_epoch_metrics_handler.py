@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -84,3 +86,27 @@ def test_a_healthy_model_is_not_flagged(tmp_path, caplog):
         engine.run([{"id": [f"c{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}])
     metrics = report.latest["val"]["metrics"]
     assert not metrics["collapsed"] and not metrics["temperature_at_bound"] and "collapsed" not in caplog.text
+
+
+@pytest.mark.parametrize("rule", ["prior", "youden"])
+def test_the_fitted_operating_point_minimises_the_log_loss_and_follows_its_threshold_rule(tmp_path, rule):
+    """Without a stored operating point the handler fits T on these cases and picks the threshold by its rule."""
+    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
+    labels = [0, 0, 1, 1, 0, 1]
+    pred = torch.tensor([[0.0, z] for z in log_odds])
+    report = RunReport(tmp_path)
+    engine = _replaying_engine()
+    EpochMetricsHandler(report, "val", threshold_rule=rule, hgg_prior=0.6).attach(engine)
+    engine.run([{"id": [f"c{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}])
+    temperature = engine.state.metrics["val_temperature"]
+
+    def log_loss(t: float) -> float:
+        p = expit([z / t for z in log_odds])
+        return -sum(y * math.log(q) + (1 - y) * math.log(1 - q) for y, q in zip(labels, p, strict=True))
+
+    assert temperature != 1.0 and log_loss(temperature) <= min(log_loss(temperature * 0.9), log_loss(temperature * 1.1))
+    assert report.latest["val"]["probs"] == pytest.approx(expit([z / temperature for z in log_odds]).tolist(), abs=1e-6)
+    # prior: the HGG share of the training cases; Youden: z = 0.5 keeps every HGG case for one LGG false positive
+    expected = 0.6 if rule == "prior" else float(expit(0.5 / temperature))
+    assert engine.state.metrics["val_threshold"] == pytest.approx(expected, abs=1e-6)
+    assert report.latest["val"]["metrics"]["threshold_rule"] == rule

@@ -263,12 +263,14 @@ def test_stacking_is_fitted_out_of_fold_then_used_by_inference(tiny_cv, small_br
         p = np.clip([float(row["prob_fold_models"]), float(row["prob_fold_models_again"])], 1e-6, 1 - 1e-6)
         z = np.log(p / (1 - p)) @ np.array(fitted["coef"]) + fitted["intercept"]
         assert float(row["prob_hgg"]) == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-9)
-    assert fitted["mean_weights"] == [0.5, 0.5]  # identical members rank alike: equal weights win the tie
+    # the members are the same model, so any weights give the same mean: written weights of 0.9 / 0.1 must
+    # still be read and used without error (test_combination checks that they weigh each member)
+    stacking_file.write_text(json.dumps({**fitted, "mean_weights": [0.9, 0.1]}))
     out = tmp_path / "fitted_mean.csv"
     _ensemble(bundle, ["inference.json"], members, "--input", str(small_brats), "--output_file", str(out),
               "--method", "mean", "--weights", "fitted", "--stacking_file", str(stacking_file))  # fmt: skip
     for row in read_csv(out):
-        expected = 0.5 * float(row["prob_fold_models"]) + 0.5 * float(row["prob_fold_models_again"])
+        expected = 0.9 * float(row["prob_fold_models"]) + 0.1 * float(row["prob_fold_models_again"])
         assert float(row["prob_hgg"]) == pytest.approx(expected, abs=1e-12)
 
 
