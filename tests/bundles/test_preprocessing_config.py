@@ -14,7 +14,11 @@ from helpers import REPO, parsed_config_item
 from monai.transforms import Compose
 
 from brats_grading.components.data import load_records
-from brats_grading.components.preprocessing import augmentation_transforms, preprocessing_transforms
+from brats_grading.components.preprocessing import (
+    augmentation_transforms,
+    intensity_augmentation_transforms,
+    preprocessing_transforms,
+)
 
 MODEL_BUNDLES = ("resnet50_3d_ldam", "swin_unetr_cls")
 SIZE = [32, 40, 24]
@@ -46,9 +50,24 @@ def test_training_and_validation_preprocessing_equal_the_shared_transforms(bundl
     validate = _parsed(bundle, "train.json", "validate#preprocessing")(dict(one_case))
     assert torch.equal(validate["image"], Compose(preprocessing_transforms(SIZE))(dict(one_case))["image"])
     train = _parsed(bundle, "train.json", "train#preprocessing").set_random_state(seed=7)
-    expected = Compose(preprocessing_transforms(SIZE) + augmentation_transforms(SIZE)).set_random_state(seed=7)
+    spatial = preprocessing_transforms(SIZE) + augmentation_transforms(SIZE)
+    expected = Compose(spatial + intensity_augmentation_transforms()).set_random_state(seed=7)
     for _ in range(3):  # three draws: the affine fires on some, not others
         assert torch.equal(train(dict(one_case))["image"], expected(dict(one_case))["image"])
+
+
+@pytest.mark.parametrize("bundle", MODEL_BUNDLES)
+def test_intensity_augmentation_is_off_by_default_and_the_shared_transforms_when_on(bundle, one_case):
+    on = {"intensity_augmentation_prob": 1.0}
+    train = _parsed(bundle, "train.json", "train#preprocessing", **on).set_random_state(seed=3)
+    spatial = preprocessing_transforms(SIZE) + augmentation_transforms(SIZE)
+    expected = Compose(spatial + intensity_augmentation_transforms(prob=1.0)).set_random_state(seed=3)
+    without = Compose(preprocessing_transforms(SIZE) + augmentation_transforms(SIZE)).set_random_state(seed=3)
+    for _ in range(2):
+        image = train(dict(one_case))["image"]
+        assert torch.equal(image, expected(dict(one_case))["image"])
+        moved = (image - without(dict(one_case))["image"]).abs().mean()
+        assert moved > 0.05  # every step fired: the values moved well beyond rounding
 
 
 @pytest.mark.parametrize("bundle", MODEL_BUNDLES)

@@ -18,8 +18,14 @@ from monai.transforms import (
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
+    RandAdjustContrastd,
     RandAffined,
+    RandBiasFieldd,
     RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
     Resized,
     Transform,
 )
@@ -157,3 +163,21 @@ def augmentation_transforms(
     )
     flips = [RandFlipd(keys=image_key, prob=flip_prob, spatial_axis=axis) for axis in range(3)]
     return [affine, *flips]
+
+
+def intensity_augmentation_transforms(image_key: str = "image", prob: float = 0.0) -> list[Transform]:
+    """What changes between scanners, each with probability ``prob`` (0: off, the bundles' default).
+
+    On the z-scored input: per-channel contrast (x 0.85-1.15) and brightness (+-0.15), gamma 0.75-1.35
+    (statistics kept), a smooth bias field, blur up to 0.5 voxel in-plane and 1 voxel across slices (thick
+    slices), and Gaussian noise up to 0.2. A model that leans on one scanner's intensities loses most of its
+    skill on another's (docs/performance.md, the shifted site); these make it see many.
+    """
+    return [
+        RandScaleIntensityd(keys=image_key, factors=0.15, channel_wise=True, prob=prob),
+        RandShiftIntensityd(keys=image_key, offsets=0.15, channel_wise=True, prob=prob),
+        RandAdjustContrastd(keys=image_key, gamma=(0.75, 1.35), retain_stats=True, prob=prob),
+        RandBiasFieldd(keys=image_key, coeff_range=(0.0, 0.2), prob=prob),
+        RandGaussianSmoothd(keys=image_key, sigma_x=(0.0, 0.5), sigma_y=(0.0, 0.5), sigma_z=(0.0, 1.0), prob=prob),
+        RandGaussianNoised(keys=image_key, std=0.2, prob=prob),
+    ]
