@@ -122,7 +122,7 @@ def test_held_out_scores_every_fold_model_with_its_own_settings_and_scores_again
         assert sorted(r["id"] for r in rows) == sorted(labels)
         # the fold model, its input size and layout, its temperature: what it gave its own validation cases
         for row in rows:
-            if int(oof[row["id"]]["fold"]) == fold:
+            if row["id"] in oof and int(oof[row["id"]]["fold"]) == fold:  # two of the datalist's five folds ran
                 assert float(row["prob_hgg"]) == pytest.approx(float(oof[row["id"]]["prob_hgg"]), abs=1e-5)
         y = [labels[r["id"]] for r in rows]
         assert summary["folds"][str(fold)]["auc"] == pytest.approx(
