@@ -219,7 +219,8 @@ def held_out(
                              "checkpoint": result["checkpoint"]})  # fmt: skip
             _bundle_command(bundle_dir, ["inference.json"], args, out / "inference.log")
         files[int(result["fold"])] = target
-    summary = summarize_held_out(cv_dir, name, files, datalist, compare_with)
+    thresholds = {int(r["fold"]): float(r["metrics"]["threshold"]) for r in results}
+    summary = summarize_held_out(cv_dir, name, files, datalist, compare_with, thresholds)
     average = summary["fold_average"]
     print(f"held-out '{name}' ({summary['num_cases']} cases): fold models' AUC {summary['mean_std']['auc']['mean']:.4f} "
           f"± {summary['mean_std']['auc']['std']:.4f}, their average {average['auc']:.4f}; summary in "

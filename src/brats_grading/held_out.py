@@ -33,8 +33,12 @@ __all__ = ["held_out_markdown", "read_predictions", "score_predictions", "summar
 FOLD_FIGURES: tuple[str, ...] = ("auc", "balanced_accuracy", "sensitivity", "specificity", "ece")
 
 
-def read_predictions(predictions: str | Path, datalist: str | Path) -> dict:
-    """An inference CSV joined with the datalist's labels: ids, labels, probs, raw probs, grades, threshold."""
+def read_predictions(predictions: str | Path, datalist: str | Path, threshold: float | None = None) -> dict:
+    """An inference CSV joined with the datalist's labels: ids, labels, probs, raw probs, grades, threshold.
+
+    ``threshold``: the model's stored threshold; without it, the lowest P(HGG) the CSV called HGG stands in
+    (it grades the CSV's cases alike, but can sit above the stored value).
+    """
     truth = {r["id"]: r["label"] for r in json.loads(Path(datalist).read_text())["training"]}
     with open(predictions, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -50,7 +54,7 @@ def read_predictions(predictions: str | Path, datalist: str | Path) -> dict:
         "probs": probs,
         "raw_probs": [1.0 / (1.0 + math.exp(-float(r["logit"]))) for r in rows],  # the collapse check reads these
         "grades": grades,
-        "threshold": min(called) if called else 1.0 + 1e-9,
+        "threshold": threshold if threshold is not None else (min(called) if called else 1.0 + 1e-9),
     }
 
 
@@ -80,15 +84,22 @@ def _fold_average(tables: list[dict]) -> dict:
 
 
 def summarize_held_out(
-    cv_dir: str | Path, name: str, fold_files: dict[int, Path], datalist: str | Path, compare_with: str | None = None
+    cv_dir: str | Path,
+    name: str,
+    fold_files: dict[int, Path],
+    datalist: str | Path,
+    compare_with: str | None = None,
+    thresholds: dict[int, float] | None = None,
 ) -> dict:
     """Write ``held_out_<name>.json`` / ``.md`` in ``cv_dir`` from the fold models' prediction CSVs.
 
     ``compare_with`` names an earlier held-out summary of this CV on the same cases (another site of the
-    same patients): the fold average's AUC is then compared with it, paired.
+    same patients): the fold average's AUC is then compared with it, paired. ``thresholds``: each fold
+    model's stored threshold (default: the lowest P(HGG) its CSV called HGG).
     """
     cv_dir = Path(cv_dir)
-    tables = {fold: read_predictions(path, datalist) for fold, path in sorted(fold_files.items())}
+    thresholds = thresholds or {}
+    tables = {fold: read_predictions(path, datalist, thresholds.get(fold)) for fold, path in sorted(fold_files.items())}
     folds = {}
     for fold, table in tables.items():
         metrics = classification_metrics(

@@ -57,13 +57,15 @@ def test_fold_models_are_summarised_and_two_sites_of_the_same_cases_compared_pai
         0: write_prediction_csv(tmp_path / "f0.csv", IDS, PROBS, _logits(PROBS), threshold=0.3),
         1: write_prediction_csv(tmp_path / "f1.csv", IDS, perfect, _logits(perfect), threshold=0.5),
     }
-    reference = summarize_held_out(cv_dir, "reference", files, datalist)
+    reference = summarize_held_out(cv_dir, "reference", files, datalist, thresholds={0: 0.3})
+    assert reference["folds"][0]["threshold"] == 0.3  # the stored threshold, not the lowest called P(HGG)
+    assert reference["folds"][1]["threshold"] == 0.7  # none given: the lowest P(HGG) its CSV called HGG
     assert reference["folds"][0]["auc"] == pytest.approx(8 / 9) and reference["folds"][1]["auc"] == 1.0
     assert reference["mean_std"]["auc"]["mean"] == pytest.approx((8 / 9 + 1) / 2)
     assert reference["mean_std"]["auc"]["std"] == pytest.approx((1 - 8 / 9) / 2)
     average = [(a + b) / 2 for a, b in zip(PROBS, perfect, strict=True)]
     assert reference["case_probs"] == {c: pytest.approx(p) for c, p in zip(IDS, average, strict=True)}
-    assert reference["fold_average"]["threshold"] == pytest.approx((0.35 + 0.7) / 2)  # median of two
+    assert reference["fold_average"]["threshold"] == pytest.approx((0.3 + 0.7) / 2)  # median of two
     assert reference["num_cases"] == 6 and reference["num_hgg"] == 3
     assert "# Held-out set `reference`: 6 cases (3 HGG / 3 LGG)" in (cv_dir / "held_out_reference.md").read_text()
 
