@@ -292,3 +292,14 @@ def test_multi_gpu_fit_under_torchrun_fits_once(tiny_cv, small_brats, tmp_path):
     assert len(list((tmp_path / "runs" / "all").glob("fit_*"))) == 1
     assert json.loads((tmp_path / "stacking.json").read_text())["members"] == ["fold_models"]
     assert not (tmp_path / "stacking.previous.json").exists()  # written once, by rank 0
+
+
+def test_the_mean_uses_fitted_weights_once_they_were_fitted_and_equal_weights_before(tmp_path):
+    """On the recorded runs no combination beat the best member; the fitted-weight mean was never worse."""
+    folder = REPO / "bundles" / BUNDLE
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    stacking_file = tmp_path / "stacking.json"
+    assert parsed_config_item(folder, config, "weights", stacking_file=str(stacking_file)) is None
+    stacking_file.write_text("{}")
+    assert parsed_config_item(folder, config, "weights", stacking_file=str(stacking_file)) == "fitted"
+    assert parsed_config_item(folder, config, "weights", stacking_file=str(stacking_file), weights=[1, 2]) == [1, 2]
