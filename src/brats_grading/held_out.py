@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from brats_grading.components.calibration import expected_calibration_error
+from brats_grading.components.calibration import calibrated_probs, expected_calibration_error
 from brats_grading.components.data import GRADE_TO_LABEL, DatasetError
 from brats_grading.components.metrics import (
     auc_bootstrap_interval,
@@ -52,7 +51,9 @@ def read_predictions(predictions: str | Path, datalist: str | Path, threshold: f
         "ids": [r["id"] for r in rows],
         "labels": [truth[r["id"]] for r in rows],
         "probs": probs,
-        "raw_probs": [1.0 / (1.0 + math.exp(-float(r["logit"]))) for r in rows],  # the collapse check reads these
+        "raw_probs": calibrated_probs(
+            [float(r["logit"]) for r in rows], 1.0
+        ).tolist(),  # the collapse check reads these
         "grades": grades,
         "threshold": threshold if threshold is not None else (min(called) if called else 1.0 + 1e-9),
     }
