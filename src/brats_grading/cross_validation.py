@@ -29,6 +29,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "check_selection_free",
     "fold_dir",
+    "mean_std",
     "read_fold_results",
     "summarize",
 ]
@@ -110,7 +111,8 @@ def _model_epoch(result: dict) -> int | None:
     return stored_metrics(checkpoint).get("epoch") if checkpoint.is_file() else None
 
 
-def _mean_std(values: list[float]) -> dict:
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation over folds (as the seeds report theirs), ignoring missing values."""
     finite = [v for v in values if v is not None and np.isfinite(v)]
     if not finite:
         return {"mean": None, "std": None}
@@ -208,8 +210,8 @@ def summarize(cv_dir: str | Path, bundle: str | None = None) -> dict:
         "bundle": bundle,
         "folds": folds,
         "selection_free": selection_free,
-        "mean_std": {m: _mean_std([f["metrics"][m] for f in folds]) for m in SUMMARY_METRICS},
-        "selection_mean_std": {m: _mean_std([f["selection"][m] for f in folds]) for m in SELECTION_METRICS},
+        "mean_std": {m: mean_std([f["metrics"][m] for f in folds]) for m in SUMMARY_METRICS},
+        "selection_mean_std": {m: mean_std([f["selection"][m] for f in folds]) for m in SELECTION_METRICS},
         "pooled": pooled,
         "seconds": float(sum(r["seconds"] for r in results)),
         "reference": REFERENCE.get(bundle),

@@ -26,6 +26,7 @@ from brats_grading.components.metrics import (
     paired_auc_difference,
 )
 from brats_grading.components.outputs import write_json
+from brats_grading.cross_validation import mean_std
 
 __all__ = ["held_out_markdown", "read_predictions", "score_predictions", "summarize_held_out"]
 
@@ -65,11 +66,6 @@ def score_predictions(predictions: str | Path, datalist: str | Path) -> dict:
     metrics = classification_metrics(table["labels"], table["probs"], table["threshold"], raw_probs=table["raw_probs"])
     metrics["auc_95ci"] = auc_bootstrap_interval(table["labels"], table["probs"])
     return metrics
-
-
-def _mean_std(values: list) -> dict:
-    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return {"mean": float(np.mean(finite)) if finite else None, "std": float(np.std(finite)) if finite else None}
 
 
 def _fold_average(tables: list[dict]) -> dict:
@@ -117,7 +113,7 @@ def summarize_held_out(
         "num_cases": len(average["ids"]),
         "num_hgg": int(sum(average["labels"])),
         "folds": folds,
-        "mean_std": {m: _mean_std([f[m] for f in folds.values()]) for m in FOLD_FIGURES},
+        "mean_std": {m: mean_std([f[m] for f in folds.values()]) for m in FOLD_FIGURES},
         "fold_average": metrics_at_grades(average["labels"], average["probs"], grades.tolist())
         | {"threshold": average["threshold"]},
         "case_probs": dict(zip(average["ids"], average["probs"], strict=True)),
