@@ -210,11 +210,11 @@ def held_out(
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for result in results:
-        bundle_dir = Path(result["bundle_dir"])
-        accepted = set(json.loads((bundle_dir / "configs" / "inference.json").read_text()))
-        settings = {k: v for k, v in {**result.get("overrides", {}), **overrides}.items() if k in accepted}
         target = out / f"fold_{result['fold']}.csv"
-        if not target.is_file():
+        if not target.is_file():  # kept predictions are only scored: the bundle folder need not exist any more
+            bundle_dir = Path(result["bundle_dir"])
+            accepted = set(json.loads((bundle_dir / "configs" / "inference.json").read_text()))
+            settings = {k: v for k, v in {**result.get("overrides", {}), **overrides}.items() if k in accepted}
             args = cli_args({**settings, "input": str(datalist), "output_file": str(target),
                              "checkpoint": result["checkpoint"]})  # fmt: skip
             _bundle_command(bundle_dir, ["inference.json"], args, out / "inference.log")
