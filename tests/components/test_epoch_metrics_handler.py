@@ -12,6 +12,16 @@ from scipy.special import expit
 from brats_grading.components.handlers import EpochMetricsHandler
 from brats_grading.components.run_report import RunReport
 
+#: HGG log-odds of six cases and their labels: a healthy model that ranks one LGG case (1.5) among the HGG
+LOG_ODDS = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
+LABELS = [0, 0, 1, 1, 0, 1]
+
+
+def _one_batch(log_odds: list[float], labels: list[int]) -> list[dict]:
+    """The cases as one batch of two-class logits with ``logit[HGG] - logit[LGG]`` = the log-odds."""
+    pred = torch.tensor([[0.0, z] for z in log_odds])
+    return [{"id": [f"c{i}" for i in range(len(labels))], "pred": pred, "label": torch.tensor(labels)}]
+
 
 def _replaying_engine() -> Engine:
     """An engine whose output is each batch's ``pred`` / ``label``; the batch keeps the case ids."""
@@ -29,8 +39,7 @@ def test_epoch_metrics_fail_clearly_when_training_diverged(tmp_path):
 
 
 def test_a_given_operating_point_is_used_instead_of_a_fitted_one(tmp_path):
-    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
-    labels = [0, 0, 1, 1, 0, 1]
+    log_odds, labels = LOG_ODDS, LABELS
     pred = torch.tensor([[0.0, z] for z in log_odds])  # logit[HGG] - logit[LGG] = z
     batches = [
         {"id": [f"case{i}" for i in range(k, k + 3)], "pred": pred[k : k + 3], "label": torch.tensor(labels[k : k + 3])}
@@ -57,13 +66,11 @@ def test_a_collapsed_model_is_flagged_whatever_the_temperature(tmp_path, operati
     collapse; a stored tiny temperature must not either."""
     log_odds = [0.0006 * i for i in range(-3, 3)]  # -0.0018 ... 0.0012, increasing
     labels = [0, 0, 0, 1, 1, 1]
-    pred = torch.tensor([[0.0, z] for z in log_odds])
-    batches = [{"id": [f"case{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}]
     report = RunReport(tmp_path)
     engine = _replaying_engine()
     EpochMetricsHandler(report, "val", operating_point=operating_point).attach(engine)
     with caplog.at_level("WARNING"):
-        engine.run(batches)
+        engine.run(_one_batch(log_odds, labels))
     metrics = report.latest["val"]["metrics"]
     probs = report.latest["val"]["probs"]
     assert max(probs) - min(probs) > 0.1  # scaled, the spread no longer looks collapsed
@@ -76,14 +83,11 @@ def test_a_collapsed_model_is_flagged_whatever_the_temperature(tmp_path, operati
 
 
 def test_a_healthy_model_is_not_flagged(tmp_path, caplog):
-    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
-    labels = [0, 0, 1, 1, 0, 1]
-    pred = torch.tensor([[0.0, z] for z in log_odds])
     report = RunReport(tmp_path)
     engine = _replaying_engine()
     EpochMetricsHandler(report, "val").attach(engine)
     with caplog.at_level("WARNING"):
-        engine.run([{"id": [f"c{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}])
+        engine.run(_one_batch(LOG_ODDS, LABELS))
     metrics = report.latest["val"]["metrics"]
     assert not metrics["collapsed"] and not metrics["temperature_at_bound"] and "collapsed" not in caplog.text
 
@@ -91,13 +95,11 @@ def test_a_healthy_model_is_not_flagged(tmp_path, caplog):
 @pytest.mark.parametrize("rule", ["prior", "youden"])
 def test_the_fitted_operating_point_minimises_the_log_loss_and_follows_its_threshold_rule(tmp_path, rule):
     """Without a stored operating point the handler fits T on these cases and picks the threshold by its rule."""
-    log_odds = [-2.0, -1.0, 0.5, 1.0, 1.5, 3.0]
-    labels = [0, 0, 1, 1, 0, 1]
-    pred = torch.tensor([[0.0, z] for z in log_odds])
+    log_odds, labels = LOG_ODDS, LABELS
     report = RunReport(tmp_path)
     engine = _replaying_engine()
     EpochMetricsHandler(report, "val", threshold_rule=rule, hgg_prior=0.6).attach(engine)
-    engine.run([{"id": [f"c{i}" for i in range(6)], "pred": pred, "label": torch.tensor(labels)}])
+    engine.run(_one_batch(log_odds, labels))
     temperature = engine.state.metrics["val_temperature"]
 
     def log_loss(t: float) -> float:
