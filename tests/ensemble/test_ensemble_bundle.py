@@ -250,9 +250,12 @@ def test_stacking_is_fitted_out_of_fold_then_used_by_inference(tiny_cv, small_br
     bundle = copy_bundle(BUNDLE, tmp_path)
     members = [{"name": "fold_models", "cv_dir": str(tiny_cv)}, {"name": "fold_models_again", "cv_dir": str(tiny_cv)}]
     stacking_file = tmp_path / "stacking.json"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     _ensemble(bundle, ["inference.json", "train.json"], members, "--dataset_dir", str(small_brats),
-              "--output_dir", str(tmp_path / "runs"), "--stacking_file", str(stacking_file))  # fmt: skip
+              "--output_dir", str(tmp_path / "runs"), "--stacking_file", str(stacking_file),
+              "--tracking", "mlflow", "--tracking_uri", tracking_uri)  # fmt: skip
     fitted = json.loads(stacking_file.read_text())
+    _the_fit_is_one_finished_mlflow_run_with_its_files(tracking_uri)
     assert fitted["members"] == ["fold_models", "fold_models_again"] and fitted["fitted_on"]["cases"] == 8
     report = json.loads(next((tmp_path / "runs" / "all").glob("fit_*/ensemble_metrics.json")).read_text())
     assert "stacking (nested)" in report["rows"] and report["rows"]["fold_models"]["num_cases"] == 8
@@ -272,6 +275,18 @@ def test_stacking_is_fitted_out_of_fold_then_used_by_inference(tiny_cv, small_br
     for row in read_csv(out):
         expected = 0.9 * float(row["prob_fold_models"]) + 0.1 * float(row["prob_fold_models_again"])
         assert float(row["prob_hgg"]) == pytest.approx(expected, abs=1e-12)
+
+
+def _the_fit_is_one_finished_mlflow_run_with_its_files(tracking_uri: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["stacking_c"] == "1.0"
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "stacking.json" in files and any(f.startswith("config_") for f in files)
+    fit_dir = next(f for f in files if f.startswith("fit_"))
+    assert "ensemble_metrics.json" in {Path(a.path).name for a in client.list_artifacts(run.info.run_id, fit_dir)}
 
 
 def test_multi_gpu_fit_under_torchrun_fits_once(tiny_cv, small_brats, tmp_path):

@@ -49,6 +49,16 @@ def _bundle_config_keys(config_dir: Path) -> set[str]:
     return keys
 
 
+def tracking_keys() -> set[str]:
+    """The top-level keys ``--tracking mlflow`` adds (MONAI's default tracking settings, less its handlers).
+
+    ``ConfigWorkflow`` merges them into the config before ``initialize`` runs, so they are not overrides.
+    """
+    from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
+
+    return set(DEFAULT_MLFLOW_SETTINGS["configs"]) - set(DEFAULT_MLFLOW_SETTINGS["handlers_id"])
+
+
 def check_config_keys(allow_unknown: bool = False, config_dir: str | Path | None = None) -> list[str]:
     """Refuse top-level keys of this run's config that no config file of the bundle defines.
 
@@ -63,7 +73,7 @@ def check_config_keys(allow_unknown: bool = False, config_dir: str | Path | None
     if parser is None:
         raise RuntimeError("check_config_keys must be called from a monai.bundle config expression")
     folder = Path(config_dir) if config_dir else Path(__file__).resolve().parents[2] / "configs"
-    known = _bundle_config_keys(folder) | set(BUNDLE_KEYS)
+    known = _bundle_config_keys(folder) | set(BUNDLE_KEYS) | tracking_keys()
     unknown = sorted(k for k in parser.get() if k not in known)
     if unknown and not allow_unknown:
         key = unknown[0]
