@@ -22,10 +22,11 @@ import fire
 from brats_grading.zoo.export import ExportError, export_bundle
 
 
-def main(bundle_dir: str, run: str, output_dir: str = "dist", overwrite: bool = False) -> None:
-    """Export RUN (a training run folder or one of its checkpoints) into BUNDLE_DIR and package it."""
+def main(bundle_dir: str, run: str, output_dir: str = "dist", overwrite: bool = False, onnx: bool = False) -> None:
+    """Export RUN (a training run folder or one of its checkpoints) into BUNDLE_DIR and package it;
+    --onnx True adds models/model.onnx (needs the .[onnx] extra)."""
     try:
-        summary = export_bundle(Path(bundle_dir), Path(run), Path(output_dir), overwrite)
+        summary = export_bundle(Path(bundle_dir), Path(run), Path(output_dir), overwrite, onnx)
     except (ExportError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

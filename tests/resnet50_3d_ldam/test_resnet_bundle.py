@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import interrupt_training, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
+from helpers import copy_bundle, interrupt_training, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
 
 pytestmark = pytest.mark.slow
 BUNDLE = "resnet50_3d_ldam"
@@ -175,6 +175,30 @@ def test_inference_on_a_brats_folder_and_on_a_datalist(bundle, small_brats, trai
         assert float(row["prob_hgg"]) == pytest.approx(float(by_id[row["id"]]["prob_hgg"]), abs=1e-5)
         assert row["predicted_grade"] == ("HGG" if float(row["prob_hgg"]) >= threshold else "LGG")
         assert row["logit"] == by_id[row["id"]]["logit"]
+
+
+def test_onnx_export_served_by_onnx_runtime_gives_the_eager_log_odds(small_brats, trained, tmp_path):
+    """export_bundle --onnx: the ONNX model, run by inference.json's use_onnx switch, equals eager PyTorch."""
+    from brats_grading.zoo.export import export_bundle
+    from brats_grading.zoo.onnx_export import ONNX_ATOL, ONNX_RTOL
+
+    source = copy_bundle(BUNDLE, tmp_path / "source")
+    summary = export_bundle(source, trained, tmp_path / "dist", onnx=True)
+    assert summary["onnx"]["max_abs_logit_difference"] <= ONNX_ATOL
+    assert 'path: "models/model.onnx"' in (source / "large_files.yml").read_text()
+    common = ["--input", str(small_brats), "--num_workers", "0"]
+    run_bundle(source, ["inference.json"], *common, "--output_file", str(tmp_path / "eager.csv"), "--amp", "False")
+    run_bundle(source, ["inference.json"], *common, "--output_file", str(tmp_path / "onnx.csv"), "--use_onnx", "True")
+    eager = {r["id"]: r for r in read_csv(tmp_path / "eager.csv")}
+    served = read_csv(tmp_path / "onnx.csv")
+    assert sorted(r["id"] for r in served) == sorted(eager)
+    for row in served:
+        logit = float(eager[row["id"]]["logit"])
+        assert abs(float(row["logit"]) - logit) <= ONNX_ATOL + ONNX_RTOL * abs(logit), row["id"]
+        assert row["predicted_grade"] == eager[row["id"]]["predicted_grade"]
+    refused = run_bundle(source, ["inference.json"], *common, "--use_onnx", "True", "--layout", "strided", check=False)
+    assert refused.returncode != 0
+    assert 'was exported with layout "medicalnet" but this config builds layout "strided"' in refused.stderr
 
 
 def test_a_checkpoint_is_refused_by_a_network_of_another_layout_with_the_same_tensors(bundle, small_brats, trained):

@@ -14,6 +14,7 @@ from helpers import REPO, copy_bundle, failure_text, only_run_dir, read_csv, run
 
 from brats_grading.recipes import RECIPES, cli_args
 from brats_grading.zoo.export import ExportError, export_bundle
+from brats_grading.zoo.onnx_export import ONNX_ATOL, ONNX_RTOL
 from brats_grading.zoo.static_checks import file_hash
 from brats_grading.zoo.verify import verify_bundle
 
@@ -137,8 +138,8 @@ print(json.dumps({{"before": before, "after_load": after_load, "difference": dif
 def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, small_datalist, tmp_path):
     """export_bundle.py: weights, TorchScript, large_files.yml, zip; the unzipped bundle runs off the repository."""
     source = copy_bundle("swin_unetr_cls", tmp_path / "source")
-    summary = export_bundle(source, trained, tmp_path / "dist")
-    assert summary["torchscript"] == "traced"
+    summary = export_bundle(source, trained, tmp_path / "dist", onnx=True)
+    assert summary["torchscript"] == "traced" and summary["onnx"]["max_abs_logit_difference"] <= ONNX_ATOL
     carried = summary["carried_settings"]
     assert carried["feature_size"] == 12 and carried["spatial_size"] == [32] * 3
     assert {k: carried[k] for k in RECIPES[BUNDLE].network if k != "feature_size"} == {
@@ -166,9 +167,14 @@ def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, 
     assert set(json.loads(embedded["inference.json"])["operating_point"]) == {"temperature", "threshold"}
 
     run_bundle(unzipped, ["inference.json"], "--input", str(small_brats), "--output_dir", str(tmp_path / "preds"),
-               "--num_workers", "0")  # fmt: skip
+               "--num_workers", "0", "--amp", "False")  # fmt: skip
     rows = read_csv(tmp_path / "preds" / "predictions.csv")
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in small_datalist["training"])
+    run_bundle(unzipped, ["inference.json"], "--input", str(small_brats), "--output_file", str(tmp_path / "onnx.csv"),
+               "--num_workers", "0", "--use_onnx", "True")  # fmt: skip
+    eager = {r["id"]: float(r["logit"]) for r in rows}
+    for row in read_csv(tmp_path / "onnx.csv"):  # ONNX Runtime serves the exported file with the eager log-odds
+        assert abs(float(row["logit"]) - eager[row["id"]]) <= ONNX_ATOL + ONNX_RTOL * abs(eager[row["id"]]), row
 
     code = LOAD_AND_RUN.format(src=str(REPO / "src"), root=str(root), cases=str(small_brats),
                                output=str(tmp_path / "workflow_preds"))  # fmt: skip

@@ -94,14 +94,15 @@ def test_data_pipeline_breaks_preprocessing_down_and_reports_the_cache(quick):
     assert data["cache_bytes_brats_2018"] == 285 * data["cache_bytes_per_case"] == 285 * 4 * 4 * 32**3
 
 
-def test_inference_compares_eager_torchscript_and_precisions_with_output_differences(quick):
+def test_inference_compares_eager_torchscript_onnx_and_precisions_with_output_differences(quick):
     rows = quick[0]["inference"]
     assert [(r["mode"], r["precision"]) for r in rows] == [
         ("eager", "float32"), ("eager", "bfloat16"), ("eager, channels-last", "float32"),
         ("eager, channels-last", "bfloat16"), ("torchscript", "float32"), ("torchscript", "bfloat16"),
+        ("onnx", "float32"),
     ]  # fmt: skip
     assert rows[0]["max_log_odds_difference"] == 0 and rows[0]["speedup"] == 1
-    for float32_row in (rows[2], rows[4]):  # channels-last and TorchScript change float32 results only by rounding
+    for float32_row in (rows[2], rows[4], rows[6]):  # channels-last, TorchScript, ONNX Runtime: float32 rounding only
         assert float32_row["max_log_odds_difference"] < 1e-3 * max(1.0, rows[0]["largest_log_odds"])
     assert rows[1]["max_log_odds_difference"] > 0  # bfloat16 rounds: a zero would mean it did not run in bfloat16
     for row in rows:

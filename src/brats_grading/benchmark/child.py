@@ -11,6 +11,7 @@ import importlib.util
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -130,10 +131,23 @@ def preprocess(files: list[str], size: int, repeats: int) -> dict:
     return {"names": names, "runs": runs}
 
 
+def _onnx_runner(network: torch.nn.Module, x: torch.Tensor):
+    """The network exported as the bundles export it (TorchScript-based exporter, dynamic batch), run by
+    ONNX Runtime in float32 (it does not autocast)."""
+    import tempfile
+
+    from ..components.onnx_network import OnnxNetwork
+
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    torch.onnx.export(network.float(), (x[:1].float(),), str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)  # fmt: skip
+    return OnnxNetwork(path, x.device)
+
+
 def inference(model: str, size: int, batch: int, precision: str, mode: str, batches: int, warmup: int,
               device: str = "cpu", channels_last: bool = False) -> dict:  # fmt: skip
-    """Cases per second of a forward pass, eager (lower precision by autocast) or traced and frozen TorchScript
-    (lower-precision weights and input: TorchScript does not autocast on CPU); returns the HGG log-odds of the
+    """Cases per second of a forward pass, eager (lower precision by autocast), traced and frozen TorchScript
+    (lower-precision weights and input: TorchScript does not autocast on CPU) or ONNX Runtime; returns the HGG log-odds of the
     last batch.
 
     Log-odds, not probabilities: a network with random weights saturates its softmax, so probabilities would
@@ -152,6 +166,8 @@ def inference(model: str, size: int, batch: int, precision: str, mode: str, batc
             if precision in LOW_PRECISION:
                 network, x = network.to(LOW_PRECISION[precision]), x.to(LOW_PRECISION[precision])
             runner = torch.jit.freeze(torch.jit.trace(network, x[:1]))
+        if mode == "onnx":
+            runner = _onnx_runner(network, x)
         times = []
         for i in range(warmup + batches):
             synchronize(device)

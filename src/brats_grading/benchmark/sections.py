@@ -162,12 +162,13 @@ def data_pipeline(settings: Settings, work: Path, waits: dict) -> dict:
 
 
 def inference(settings: Settings, device: str = "cpu") -> list[dict]:
-    """Cases per second, eager vs TorchScript, float32 vs lower precision, and the largest HGG log-odds difference."""
+    """Cases per second, eager vs TorchScript vs ONNX Runtime, float32 vs lower precision, and the largest HGG
+    log-odds difference."""
     precisions = ("float32", low_precision(device))
     # "eager, channels-last": the ResNet bundle's CPU inference (weights and input channels-last)
     configs = [
         (mode, precision) for mode in ("eager", "eager, channels-last", "torchscript") for precision in precisions
-    ]
+    ] + [("onnx", "float32")]  # ONNX Runtime: float32 only (the export is float32; it does not autocast)
 
     def measure(config):
         mode, precision = config

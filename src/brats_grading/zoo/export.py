@@ -6,6 +6,8 @@ From a run folder (or one checkpoint of it) this writes into the bundle:
 * ``models/model.operating_point.json``: the temperature and threshold chosen on validation;
 * ``models/model.ts``: TorchScript with ``metadata.json`` and ``inference.json`` embedded (``ckpt_export``),
   scripted, or traced when ``inference.json`` sets ``torchscript_use_trace``;
+* ``models/model.onnx`` (``onnx=True``): ONNX with the network settings and operating point in its metadata,
+  checked against eager under ONNX Runtime;
 * ``large_files.yml``: each weight file with a URL placeholder, its hash and hash type;
 
 and carries the run's network settings (modalities, input size, layout...) into ``inference.json``,
@@ -36,7 +38,14 @@ from .static_checks import LARGE_FILES_NAME, file_hash
 
 __all__ = ["ExportError", "export_bundle", "network_keys", "package_bundle"]
 
-PUBLISHED = ("models/model.pt", "models/model.operating_point.json", "models/model.ts", LARGE_FILES_NAME)
+PUBLISHED = (
+    "models/model.pt",
+    "models/model.operating_point.json",
+    "models/model.ts",
+    "models/model.onnx",
+    LARGE_FILES_NAME,
+)
+WEIGHT_FILES = ("models/model.pt", "models/model.ts", "models/model.onnx")
 URL_PLACEHOLDER = "https://REPLACE-WITH-YOUR-HOSTING.invalid/{name}_v{version}/{file}"
 HASH_TYPE = "sha256"
 ALWAYS_CARRIED = ("modalities", "spatial_size")
@@ -116,11 +125,22 @@ def _move_aside(bundle: Path, output_dir: Path, overwrite: bool) -> None:
 
 def _write_large_files(bundle: Path, name: str, version: str) -> None:
     lines = ["large_files:"]
-    for file in ("models/model.pt", "models/model.ts"):
+    for file in (f for f in WEIGHT_FILES if (bundle / f).is_file()):
         url = URL_PLACEHOLDER.format(name=name, version=version, file=Path(file).name)
         digest = file_hash(bundle / file, HASH_TYPE)
         lines += [f'- path: "{file}"', f'  url: "{url}"', f'  hash_val: "{digest}"', f'  hash_type: "{HASH_TYPE}"']
     (bundle / LARGE_FILES_NAME).write_text("\n".join(lines) + "\n")
+
+
+def _export_onnx(bundle: Path, parser, operating_point: dict) -> dict:
+    try:
+        from .onnx_export import export_onnx
+    except ImportError as err:
+        raise ExportError(f"onnx=True needs onnx and onnxruntime ({err}): pip install -e '.[onnx]'") from None
+    settings = parser.get_parsed_content("network_settings") if "network_settings" in parser.get() else {}
+    stored = {"network": json.loads(json.dumps(settings, default=str)), "operating_point": operating_point}
+    models = bundle / "models"
+    return export_onnx(bundle, models / "model.onnx", models / "model.pt", stored)
 
 
 def package_bundle(bundle: Path, output_dir: Path) -> Path:
@@ -133,13 +153,15 @@ def package_bundle(bundle: Path, output_dir: Path) -> Path:
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         for path in sorted(bundle.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                weights = path.suffix in (".pt", ".ts")  # float tensors barely compress: stored, not deflated
+                weights = path.suffix in (".pt", ".ts", ".onnx")  # float tensors barely compress: stored, not deflated
                 compression = zipfile.ZIP_STORED if weights else zipfile.ZIP_DEFLATED
                 zipped.write(path, Path(bundle.name) / path.relative_to(bundle), compress_type=compression)
     return archive
 
 
-def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Path, overwrite: bool = False) -> dict:
+def export_bundle(
+    bundle_dir: str | Path, run: str | Path, output_dir: str | Path, overwrite: bool = False, onnx: bool = False
+) -> dict:
     """Publish ``run`` (a training run folder or checkpoint) into ``bundle_dir`` and zip it; return a summary."""
     bundle, output = Path(bundle_dir).resolve(), Path(output_dir).resolve()
     checkpoint = _selected_checkpoint(Path(run).resolve())
@@ -166,6 +188,7 @@ def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Pat
         inference_file.write_text(json.dumps(inference, indent=4) + "\n")  # model.ts carries it (no side file)
         models = bundle / "models"
         method = "traced" if export_torchscript(bundle, models / "model.ts", models / "model.pt") else "scripted"
+        onnx_check = _export_onnx(bundle, parser, inference["operating_point"]) if onnx else None
     _write_large_files(bundle, bundle.name, metadata["version"])
     archive = package_bundle(bundle, output)
     return {
@@ -173,5 +196,6 @@ def export_bundle(bundle_dir: str | Path, run: str | Path, output_dir: str | Pat
         "validation": {k: stored_metrics(checkpoint).get(k) for k in ("auc", "epoch", "source")},
         "carried_settings": carried,
         "torchscript": method,
+        "onnx": onnx_check,
         "archive": str(archive),
     }
