@@ -128,3 +128,11 @@ def test_formatting_catches_what_the_zoo_formatters_would_change(resnet):
     result = _result(resnet, "formatting")
     assert not result.passed
     assert "black" in result.detail and "flake8" in result.detail and "pretty-format-json" in result.detail
+
+
+def test_formatting_catches_a_docstring_after_code_as_the_zoo_hook_does(resnet):
+    helper = resnet / "scripts" / "limits.py"
+    helper.write_text('"""Limits."""\n\nLIMIT = 3\n"""The limit."""\n')
+    result = _result(resnet, "formatting")
+    assert not result.passed
+    assert "check-docstring-first" in result.detail and "limits.py" in result.detail

@@ -18,8 +18,8 @@ from .medicalnet import load_medicalnet_weights
 
 __all__ = ["LAYOUTS", "MedicalNetResNet50", "NormedLinear"]
 
+#: Allowed values of ``MedicalNetResNet50(layout=...)``.
 LAYOUTS = ("medicalnet", "strided")
-"""Allowed values of ``MedicalNetResNet50(layout=...)``."""
 
 # MedicalNet's resnet.py keeps layer3/layer4 at layer2's resolution and dilates their 3x3x3 convs instead.
 _MEDICALNET_DILATION = {"layer3": 2, "layer4": 4}

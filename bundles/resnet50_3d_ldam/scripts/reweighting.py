@@ -17,8 +17,8 @@ from .losses import validated_counts
 
 __all__ = ["DRW_RULES", "DeferredReweightingHandler", "drw_class_weights"]
 
+#: Allowed values of ``rule`` in :func:`drw_class_weights` and :class:`DeferredReweightingHandler`.
 DRW_RULES = ("sqrt_inverse", "effective_number")
-"""Allowed values of ``rule`` in :func:`drw_class_weights` and :class:`DeferredReweightingHandler`."""
 
 
 def drw_class_weights(class_counts: Sequence[int], rule: str = "sqrt_inverse", beta: float = 0.9999) -> torch.Tensor:

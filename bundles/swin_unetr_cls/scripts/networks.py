@@ -187,7 +187,7 @@ class SwinEncoderClassifier(nn.Module):
 
     def stage_channels(self, index: int) -> int:
         """Channels of encoder hidden state ``index`` (0..4): ``feature_size * 2**index``."""
-        return self.feature_size * 2**index
+        return self.feature_size << index
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError that says what is wrong when ``x`` cannot go through the encoder."""

@@ -224,6 +224,9 @@ def _tool(args: list[str], cwd: Path) -> tuple[bool, str]:
     return result.returncode == 0, "; ".join(output[:6])
 
 
+_HOOK_MAIN = "import sys; from pre_commit_hooks.{hook} import main; sys.exit(main(sys.argv[1:]))"
+
+
 def check_formatting(bundle: Path) -> CheckResult:
     """black 120, isort (black profile), flake8 with the zoo's plugins, check-docstring-first, pretty JSON."""
     python_files = [str(p.relative_to(bundle)) for p in _bundle_files(bundle) if p.suffix == ".py"]
@@ -232,7 +235,8 @@ def check_formatting(bundle: Path) -> CheckResult:
         "black": ["-m", "black", "--check", "--skip-magic-trailing-comma", "--line-length", "120", "."],
         "isort": ["-m", "isort", "--check-only", "--profile", "black", "--line-length", "120", "."],
         "flake8": ["-m", "flake8", *FLAKE8_ARGS, "."],
-        "check-docstring-first": ["-m", "pre_commit_hooks.check_docstring_first", *python_files],
+        # the hook's module has no __main__ guard: `python -m` would import it and check nothing
+        "check-docstring-first": ["-c", _HOOK_MAIN.format(hook="check_docstring_first"), *python_files],
         "pretty-format-json": [
             "-m",
             "pre_commit_hooks.pretty_format_json",

@@ -39,7 +39,7 @@ def create_run_dir(output_dir: str | Path, fold: int | None = None, resume_from:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         shared = [_make_run_dir(output_dir, fold, resume_from, prefix) if dist.get_rank() == 0 else None]
         dist.broadcast_object_list(shared, src=0)
-        return shared[0]
+        return str(shared[0])
     return _make_run_dir(output_dir, fold, resume_from, prefix)
 
 
