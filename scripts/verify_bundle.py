@@ -4,11 +4,13 @@
     python scripts/verify_bundle.py bundles/resnet50_3d_ldam
     python scripts/verify_bundle.py bundles/swin_unetr_cls --only "['torchscript','formatting']"
 
-Checks, in the zoo's order: files (LICENSE, metadata, inference config, weights or "not shipped"),
-changelog, pins installable on Python 3.10, metadata schema, workflow properties (train,
-train+evaluate, inference), network in/out, TorchScript export (scripted, or traced when
-inference.json sets torchscript_use_trace), formatting (black 120, isort, flake8, check-docstring-first,
-pretty JSON), absolute paths in configs, file sizes (25 MB). Exits 1 when any check fails.
+Checks, in the zoo's order: files (large_files.yml downloaded with its hashes checked, then LICENSE,
+metadata, models/model.pt and the inference config), changelog, pins installable on Python 3.10,
+metadata schema, workflow properties (train, train+evaluate, inference), network in/out, TorchScript
+export (scripted, as the zoo does), formatting (black 120, isort, flake8, check-docstring-first, pretty
+JSON), absolute paths in configs, file sizes (25 MB). Exemptions come from the zoo's lists by bundle
+name (docs/deployment.md), never from the bundle. Exits 1 when any check fails, so a source bundle
+without weights fails until it is exported.
 Needs the repository installed with its dev extra (the formatters, and nilearn for the synthetic
 cases the property check runs on).
 """

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from monai.transforms import Compose
 from sklearn.metrics import roc_auc_score
 
 from brats_grading.components.data import load_records
+from brats_grading.zoo.verify import verify_bundle
 
 pytestmark = pytest.mark.slow
 BUNDLE = "ensemble"
@@ -189,32 +191,50 @@ def test_a_bad_case_is_reported_and_the_others_are_still_graded(
     assert [r["id"] for r in failed] == [broken.parent.name] and broken.name in failed[0]["reason"]
 
 
-def test_exported_torchscript_member_gives_the_eager_members_output(
-    bundle, members, own_predictions, small_brats, tmp_path
-):
-    member = members["resnet_flair"]
-    exported = tmp_path / "resnet_flair.ts"
-    run_in_bundle(
-        member["bundle"],
-        f"""
-from monai.bundle import ckpt_export
-ckpt_export(net_id="network_def", filepath={str(exported)!r}, ckpt_file={str(member["checkpoint"])!r},
-            meta_file="configs/metadata.json", config_file="configs/inference.json", **{member["overrides"]!r})
-print("{{}}")
-""",
+def test_the_exported_ensemble_unzipped_alone_equals_the_run_from_the_source_tree(members, small_brats, tmp_path):
+    """export_bundle.py packs both members as TorchScript into the ensemble; unzipped in an empty folder
+    (no sibling bundles, the repository off sys.path) it predicts what the source-tree run predicts."""
+    source = copy_bundle(BUNDLE, tmp_path / "source")
+    specs = _member_specs(members, ["resnet_flair", "swin"])
+    from_source = tmp_path / "source.csv"
+    _ensemble(source, ["inference.json"], specs, "--input", str(small_brats), "--output_file", str(from_source),
+              "--weights", "[3, 1]")  # fmt: skip
+    (source / "configs" / "members_test.json").unlink()
+    dist = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "export_bundle.py"), str(source), "--members", json.dumps(specs),
+         "--output_dir", str(dist), "--url", (dist / BUNDLE).as_uri()],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, failure_text(result)
+    alone = tmp_path / "alone"
+    summary = json.loads(result.stdout[result.stdout.rindex("\n{\n") + 1 :])  # after ckpt_export's log lines
+    with zipfile.ZipFile(summary["archive"]) as archive:
+        archive.extractall(alone)
+    unzipped = alone / BUNDLE
+    packed = json.loads((unzipped / "configs" / "inference.json").read_text())["members"]
+    assert [m["name"] for m in packed] == ["resnet_flair", "swin"] and ".." not in json.dumps(packed)
+    for name in ("resnet_flair", "swin"):
+        folder = unzipped / "models" / "members" / name
+        assert (folder / "model_0.ts").is_file() and (folder / "model_0.operating_point.json").is_file()
+    large_files = (unzipped / "large_files.yml").read_text()
+    assert f"{(dist / BUNDLE).as_uri()}/models/members/swin/model_0.ts" in large_files  # the staged copy serves
+    checks = {r.name: r for r in verify_bundle(unzipped, only=["files", "workflow properties", "network in/out"])}
+    assert all(r.passed for r in checks.values()), [r.line() for r in checks.values()]
+    assert (
+        "exclude_verify_preferred_files_list" in checks["files"].detail
+        and "inference: ok" in checks["workflow properties"].detail
     )
-    shutil.copy(
-        member["checkpoint"].with_name("model.operating_point.json"), tmp_path / "resnet_flair.operating_point.json"
-    )
-    spec = {
-        "name": "resnet_ts",
-        "torchscript": str(exported),
-        "overrides": {"modalities": ["flair"], "spatial_size": [48, 48, 48]},
-    }
-    out = tmp_path / "ts.csv"
-    _ensemble(bundle, ["inference.json"], [spec], "--input", str(small_brats), "--output_file", str(out))
-    for row in read_csv(out):
-        assert float(row["prob_resnet_ts"]) == pytest.approx(own_predictions["resnet_flair"][row["id"]], abs=1e-5)
+    alone_csv = tmp_path / "alone.csv"
+    run_bundle(unzipped, ["inference.json"], "--input", str(small_brats), "--output_file", str(alone_csv),
+               "--num_workers", "0", "--weights", "[3, 1]")  # fmt: skip
+    expected = {r["id"]: r for r in read_csv(from_source)}
+    rows = read_csv(alone_csv)
+    assert sorted(r["id"] for r in rows) == sorted(expected) and len(rows) == 20
+    for row in rows:
+        for column in ("prob_hgg", "prob_resnet_flair", "prob_swin"):
+            assert float(row[column]) == pytest.approx(float(expected[row["id"]][column]), abs=1e-5), column
+        assert row["predicted_grade"] == expected[row["id"]]["predicted_grade"]
 
 
 def test_evaluate_compares_members_and_ensemble_on_the_same_cases(

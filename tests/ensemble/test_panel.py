@@ -60,6 +60,12 @@ def test_member_probability_is_the_calibrated_mean_over_its_models():
     assert member.threshold == 0.5
 
 
+def test_one_tensor_for_every_member_is_refused_with_the_member_names():
+    """The zoo's shape check feeds one (B, C, D, H, W) tensor; the panel says what it takes instead."""
+    with pytest.raises(TypeError, match=r"dict of per-member inputs .* \['a', 'b'\], got \(1, 4, 8, 8, 8\)"):
+        panel.MemberPanel([_member("a"), _member("b")])(torch.rand(1, 4, 8, 8, 8))
+
+
 def test_flip_axes_are_checked():
     with pytest.raises(ValueError, match="spatial axes are 0, 1 and 2"):
         panel.MemberPanel([_member("a")], tta_flips=[[3]])

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
 import random
+import re
 import shutil
 import signal
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import copy_bundle, interrupt_training, only_run_dir, read_csv, run_bundle, run_evaluation, run_in_bundle
+from helpers import (
+    bundle_command,
+    copy_bundle,
+    failure_text,
+    interrupt_training,
+    only_run_dir,
+    read_csv,
+    run_bundle,
+    run_evaluation,
+    run_in_bundle,
+)
 
 pytestmark = pytest.mark.slow
 BUNDLE = "resnet50_3d_ldam"
@@ -177,13 +195,52 @@ def test_inference_on_a_brats_folder_and_on_a_datalist(bundle, small_brats, trai
         assert row["logit"] == by_id[row["id"]]["logit"]
 
 
-def test_onnx_export_served_by_onnx_runtime_gives_the_eager_log_odds(small_brats, trained, tmp_path):
-    """export_bundle --onnx: the ONNX model, run by inference.json's use_onnx switch, equals eager PyTorch."""
+def _stderr_on_a_terminal(cmd: list[str], cwd: Path, env: dict) -> tuple[int, str]:
+    """Run ``cmd`` with a pseudo-terminal as its stderr (where ignite's ProgressBar draws); return what it drew."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns: tqdm draws to width
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 1 << 16)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return process.wait(timeout=600), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_and_plain_log_lines_otherwise(bundle, small_brats, trained, tmp_path):
+    args = ["--dataset_dir", str(small_brats), "--spatial_size", "[32,32,32]", "--num_workers", "0"]
+    cmd, env = bundle_command(bundle, ["inference.json"], *args, "--output_dir", str(tmp_path / "tty"))
+    code, drawn = _stderr_on_a_terminal(cmd, bundle, env)
+    assert code == 0, drawn[-3000:]
+    assert re.search(r"\[\d+/10\] +\d+%\|", drawn), drawn[-2000:]  # ignite's bar over 20 cases in batches of 2
+    piped = run_bundle(bundle, ["inference.json"], *args, "--output_dir", str(tmp_path / "pipe"))
+    assert "/10]" not in piped.stderr and "%|" not in piped.stderr
+    assert read_csv(tmp_path / "tty" / "predictions.csv") == read_csv(tmp_path / "pipe" / "predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def published(trained, tmp_path_factory) -> tuple[Path, dict]:
+    """export_bundle with ONNX, a hosting URL (the hub folder it writes, as file://) and the hub layout."""
     from brats_grading.zoo.export import export_bundle
+
+    work = tmp_path_factory.mktemp("published")
+    source = copy_bundle(BUNDLE, work / "source")
+    hub_url = (work / "dist" / "hub" / BUNDLE).as_uri()
+    return source, export_bundle(source, trained, work / "dist", onnx=True, url=hub_url, hub=True)
+
+
+def test_onnx_export_served_by_onnx_runtime_gives_the_eager_log_odds(small_brats, published, tmp_path):
+    """export_bundle --onnx: the ONNX model, run by inference.json's use_onnx switch, equals eager PyTorch."""
     from brats_grading.zoo.onnx_export import ONNX_ATOL, ONNX_RTOL
 
-    source = copy_bundle(BUNDLE, tmp_path / "source")
-    summary = export_bundle(source, trained, tmp_path / "dist", onnx=True)
+    source, summary = published
     assert summary["onnx"]["max_abs_logit_difference"] <= ONNX_ATOL
     assert 'path: "models/model.onnx"' in (source / "large_files.yml").read_text()
     common = ["--input", str(small_brats), "--num_workers", "0"]
@@ -199,6 +256,48 @@ def test_onnx_export_served_by_onnx_runtime_gives_the_eager_log_odds(small_brats
     refused = run_bundle(source, ["inference.json"], *common, "--use_onnx", "True", "--layout", "strided", check=False)
     assert refused.returncode != 0
     assert 'was exported with layout "medicalnet" but this config builds layout "strided"' in refused.stderr
+
+
+def test_the_hub_layout_export_is_read_back_by_monai_bundle_download_and_load(published, tmp_path):
+    """The hub folder is the bundle at the root with a model card; `monai.bundle download` of the zip from a
+    file:// URL, then `download_large_files` from the hub folder (sha256 checked), then `load` from it."""
+    from brats_grading.zoo.static_checks import file_hash
+
+    source, summary = published
+    hub = Path(summary["hub"])
+    card = (hub / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\nlibrary_name: monai\n") and "# ResNet" in card
+    assert (hub / "configs" / "metadata.json").is_file() and (hub / "models" / "model.pt").is_file()
+    downloads = tmp_path / "downloads"
+    monai_cli = [sys.executable, "-m", "monai.bundle"]
+    subprocess.run([*monai_cli, "download", "--name", BUNDLE, "--url", Path(summary["archive"]).as_uri(),
+                    "--bundle_dir", str(downloads)], check=True, capture_output=True)  # fmt: skip
+    downloaded = downloads / BUNDLE
+    large_files = (downloaded / "large_files.yml").read_text()
+    assert f'url: "{hub.as_uri()}/models/model.pt"' in large_files
+    for name in ("model.pt", "model.ts", "model.onnx"):
+        (downloaded / "models" / name).unlink()
+    fetched = subprocess.run([*monai_cli, "download_large_files", "--bundle_path", str(downloaded)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert fetched.returncode == 0, failure_text(fetched)
+    for name in ("model.pt", "model.ts", "model.onnx"):
+        assert file_hash(downloaded / "models" / name) == file_hash(source / "models" / name), name
+    loaded = run_in_bundle(hub, f"""
+import monai
+net = monai.bundle.load(name={BUNDLE!r}, bundle_dir={str(hub.parent)!r}, device="cpu")
+stored = torch.load("models/model.pt", map_location="cpu", weights_only=True)
+print(json.dumps({{"equal": all(torch.equal(v, stored[k]) for k, v in net.state_dict().items())}}))
+""")  # fmt: skip
+    assert loaded == {"equal": True}
+    tampered = downloads / "tampered"
+    shutil.copytree(downloaded, tampered)
+    (tampered / "models" / "model.pt").unlink()
+    (tampered / "large_files.yml").write_text(large_files.replace(hub.as_uri(), (tampered / "elsewhere").as_uri()))
+    (tampered / "elsewhere" / "models").mkdir(parents=True)
+    (tampered / "elsewhere" / "models" / "model.pt").write_bytes(b"other weights")
+    refused = subprocess.run([*monai_cli, "download_large_files", "--bundle_path", str(tampered)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "sha256" in refused.stderr and "check" in refused.stderr.lower()
 
 
 def test_a_checkpoint_is_refused_by_a_network_of_another_layout_with_the_same_tensors(bundle, small_brats, trained):

@@ -138,7 +138,7 @@ print(json.dumps({{"before": before, "after_load": after_load, "difference": dif
 def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, small_datalist, tmp_path):
     """export_bundle.py: weights, TorchScript, large_files.yml, zip; the unzipped bundle runs off the repository."""
     source = copy_bundle("swin_unetr_cls", tmp_path / "source")
-    summary = export_bundle(source, trained, tmp_path / "dist", onnx=True)
+    summary = export_bundle(source, trained, tmp_path / "dist", onnx=True, url=source.as_uri())
     assert summary["torchscript"] == "traced" and summary["onnx"]["max_abs_logit_difference"] <= ONNX_ATOL
     carried = summary["carried_settings"]
     assert carried["feature_size"] == 12 and carried["spatial_size"] == [32] * 3
@@ -149,10 +149,12 @@ def test_export_packages_a_zip_whose_inference_runs_alone(trained, small_brats, 
         "normalize": False,
     }
     large = (source / "large_files.yml").read_text()
-    assert f'hash_val: "{file_hash(source / "models" / "model.pt")}"' in large and "REPLACE-WITH" in large
+    assert f'hash_val: "{file_hash(source / "models" / "model.pt")}"' in large
+    assert f'url: "{source.as_uri()}/models/model.ts"' in large  # served from the folder itself here
     checks = {r.name: r for r in verify_bundle(source, only=["files", "torchscript", "file sizes", "formatting"])}
     assert all(r.passed for r in checks.values()), [r.line() for r in checks.values()]
-    assert "weights shipped" in checks["files"].detail and "shipped models/model.ts" in checks["torchscript"].detail
+    assert "models/model.pt downloaded, hash checked" in checks["files"].detail
+    assert "shipped models/model.ts" in checks["torchscript"].detail and not checks["torchscript"].applicable
     with pytest.raises(ExportError, match="overwrite"):
         export_bundle(source, trained, tmp_path / "dist2")  # nothing already published is replaced silently
 

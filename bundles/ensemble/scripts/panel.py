@@ -49,6 +49,12 @@ class MemberPanel(torch.nn.Module):
         return torch.stack(probs).mean(dim=0)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(inputs, dict):
+            shape = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
+            raise TypeError(
+                f"MemberPanel takes a dict of per-member inputs {{name: tensor}} for members {self.names}, got {shape}: "
+                "each member reads its own channels and size, so one tensor cannot feed the panel"
+            )
         return torch.stack([self.member_probability(m, inputs[m.name]) for m in self.members], dim=1)
 
 

@@ -8,13 +8,14 @@ From a run folder (or one checkpoint of it) this writes into the bundle:
   scripted, or traced when ``inference.json`` sets ``torchscript_use_trace``;
 * ``models/model.onnx`` (``onnx=True``): ONNX with the network settings and operating point in its metadata,
   checked against eager under ONNX Runtime;
-* ``large_files.yml``: each weight file with a URL placeholder, its hash and hash type;
+* ``large_files.yml``: each weight file with its URL (``<url>/<path>``, or a placeholder), sha256 hash and type;
 
 and carries the run's network settings (modalities, input size, layout...) into ``inference.json``,
 ``train.json`` and the metadata's ``network_data_format``, so the published files describe the published
 network (``monai.bundle.load`` builds ``train.json``'s). The operating point is written into
 ``inference.json`` too, so the TorchScript file carries it. Then it
-packages ``<name>_v<version>.zip`` with the bundle folder inside. Files already in the bundle's
+packages ``<name>_v<version>.zip`` with the bundle folder inside (and, with ``hub``, the bundle as a
+Hugging Face model repository). Files already in the bundle's
 ``models/`` are never overwritten silently: ``overwrite`` moves them into the output folder first.
 """
 
@@ -33,10 +34,11 @@ from ..components.bundle_env import bundle_importable
 from ..components.calibration import read_operating_point, write_operating_point
 from ..components.checkpoints import load_weights, select_checkpoint, stored_metrics
 from ..components.preflight import check_checkpoint
+from .hub import write_hub_folder
 from .runtime_checks import export_torchscript
-from .static_checks import LARGE_FILES_NAME, file_hash
+from .static_checks import LARGE_FILES_NAME, PLACEHOLDER_HOST, file_hash
 
-__all__ = ["ExportError", "export_bundle", "network_keys", "package_bundle"]
+__all__ = ["ExportError", "export_bundle", "network_keys", "package_bundle", "write_large_files"]
 
 PUBLISHED = (
     "models/model.pt",
@@ -46,7 +48,7 @@ PUBLISHED = (
     LARGE_FILES_NAME,
 )
 WEIGHT_FILES = ("models/model.pt", "models/model.ts", "models/model.onnx")
-URL_PLACEHOLDER = "https://REPLACE-WITH-YOUR-HOSTING.invalid/{name}_v{version}/{file}"
+URL_PLACEHOLDER = f"https://{PLACEHOLDER_HOST}/{{name}}_v{{version}}/{{file}}"
 HASH_TYPE = "sha256"
 ALWAYS_CARRIED = ("modalities", "spatial_size")
 
@@ -123,12 +125,16 @@ def _move_aside(bundle: Path, output_dir: Path, overwrite: bool) -> None:
         shutil.move(str(bundle / name), target)
 
 
-def _write_large_files(bundle: Path, name: str, version: str) -> None:
+def write_large_files(bundle: Path, files: list[str], url: str | None, version: str) -> None:
+    """``large_files.yml``: each file's sha256 and its URL, ``<url>/<path>`` (the hub layout: the bundle at the
+    repository root), or a placeholder that the zoo's download, and ``verify_bundle.py``, refuse."""
     lines = ["large_files:"]
-    for file in (f for f in WEIGHT_FILES if (bundle / f).is_file()):
-        url = URL_PLACEHOLDER.format(name=name, version=version, file=Path(file).name)
+    for file in files:
+        where = (
+            f"{url.rstrip('/')}/{file}" if url else URL_PLACEHOLDER.format(name=bundle.name, version=version, file=file)
+        )
         digest = file_hash(bundle / file, HASH_TYPE)
-        lines += [f'- path: "{file}"', f'  url: "{url}"', f'  hash_val: "{digest}"', f'  hash_type: "{HASH_TYPE}"']
+        lines += [f'- path: "{file}"', f'  url: "{where}"', f'  hash_val: "{digest}"', f'  hash_type: "{HASH_TYPE}"']
     (bundle / LARGE_FILES_NAME).write_text("\n".join(lines) + "\n")
 
 
@@ -160,9 +166,19 @@ def package_bundle(bundle: Path, output_dir: Path) -> Path:
 
 
 def export_bundle(
-    bundle_dir: str | Path, run: str | Path, output_dir: str | Path, overwrite: bool = False, onnx: bool = False
+    bundle_dir: str | Path,
+    run: str | Path,
+    output_dir: str | Path,
+    overwrite: bool = False,
+    onnx: bool = False,
+    url: str | None = None,
+    hub: bool = False,
 ) -> dict:
-    """Publish ``run`` (a training run folder or checkpoint) into ``bundle_dir`` and zip it; return a summary."""
+    """Publish ``run`` (a training run folder or checkpoint) into ``bundle_dir`` and zip it; return a summary.
+
+    ``url``: where the bundle's files will be hosted (``large_files.yml`` lists ``<url>/models/model.pt``...);
+    ``hub``: also write ``<output_dir>/hub/<name>/``, the bundle as a Hugging Face model repository.
+    """
     bundle, output = Path(bundle_dir).resolve(), Path(output_dir).resolve()
     checkpoint = _selected_checkpoint(Path(run).resolve())
     settings = _run_settings(checkpoint)
@@ -189,8 +205,9 @@ def export_bundle(
         models = bundle / "models"
         method = "traced" if export_torchscript(bundle, models / "model.ts", models / "model.pt") else "scripted"
         onnx_check = _export_onnx(bundle, parser, inference["operating_point"]) if onnx else None
-    _write_large_files(bundle, bundle.name, metadata["version"])
+    write_large_files(bundle, [f for f in WEIGHT_FILES if (bundle / f).is_file()], url, metadata["version"])
     archive = package_bundle(bundle, output)
+    hub_folder = write_hub_folder(bundle, output) if hub else None
     return {
         "checkpoint": str(checkpoint),
         "validation": {k: stored_metrics(checkpoint).get(k) for k in ("auc", "epoch", "source")},
@@ -198,4 +215,6 @@ def export_bundle(
         "torchscript": method,
         "onnx": onnx_check,
         "archive": str(archive),
+        "hub": str(hub_folder) if hub_folder else None,
+        "large_files_url": url or "placeholder: pass --url before publishing",
     }

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..components.onnx_network import METADATA_KEY, OnnxNetwork
-from .runtime_checks import _input_shape
+from .runtime_checks import input_shape
 
 __all__ = ["ONNX_ATOL", "ONNX_RTOL", "OnnxExportError", "export_onnx", "onnx_parity"]
 
@@ -48,7 +48,7 @@ def export_onnx(bundle: Path, filepath: Path, ckpt_file: Path, stored: dict, ove
     from monai.bundle import ConfigParser, onnx_export
 
     overrides = dict(overrides or {})
-    shape = _input_shape(bundle)
+    shape = input_shape(bundle)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_export(

@@ -9,7 +9,8 @@ __all__ = ["CheckResult"]
 
 @dataclass(frozen=True)
 class CheckResult:
-    """``passed`` is False only for a failure; a check the bundle declares not applicable passes as ``N/A``."""
+    """``passed`` is False only for a failure; a check the zoo exempts the bundle from shows as ``N/A`` (or
+    ``FAIL`` when the project's own stand-in for it, e.g. a traced export, failed)."""
 
     name: str
     passed: bool
@@ -17,5 +18,5 @@ class CheckResult:
     applicable: bool = True
 
     def line(self) -> str:
-        status = "PASS" if self.passed else "FAIL"
-        return f"{status if self.applicable else 'N/A '}  {self.name}: {self.detail}"
+        status = "FAIL" if not self.passed else "PASS" if self.applicable else "N/A "
+        return f"{status}  {self.name}: {self.detail}"

@@ -18,6 +18,7 @@ import torch
 
 from ..components.bundle_env import bundle_importable
 from ..components.validation import one_line
+from .custom_data import CHECK_LISTS, PROJECT_EXCLUSIONS, exempt
 from .results import CheckResult
 
 __all__ = [
@@ -27,11 +28,11 @@ __all__ = [
     "check_properties",
     "check_torchscript",
     "export_torchscript",
+    "input_shape",
     "tiny_dataset",
 ]
 
 TRACE_FLAG = "torchscript_use_trace"  # inference.json: true when the network must be traced, not scripted
-EXCLUSIONS_KEY = "zoo_checks_not_applicable"  # inference.json: {check or workflow name: reason}
 EXPORT_TOLERANCE = 1e-5
 WORKFLOWS: dict[str, tuple[tuple[str, ...], str]] = {
     "train": (("train.json",), "train"),
@@ -69,13 +70,14 @@ def _present(bundle: Path, files: Sequence[str]) -> bool:
 
 
 def not_applicable(bundle: Path) -> dict[str, str]:
-    """Checks the bundle declares not applicable, with the reason (inference.json ``zoo_checks_not_applicable``).
-
-    The zoo's CI keeps such exclusions in its own lists (e.g. ``exclude_verify_torchscript_list``) and
-    asks the bundle's README to say why; here the bundle carries them, and they are printed, never hidden.
-    """
-    config = json.loads((bundle / "configs" / "inference.json").read_text())
-    return dict(config.get(EXCLUSIONS_KEY) or {})
+    """Checks (and workflows) the bundle is exempt from, with the reason: the zoo's lists for its checks
+    (:mod:`.custom_data`, by bundle folder name, as ``ci/bundle_custom_data.py``), never a key of the bundle."""
+    skipped = {
+        check: f"on the zoo's {list_name}: {reason}"
+        for check, list_name in CHECK_LISTS.items()
+        if (reason := exempt(bundle.name, list_name))
+    }
+    return {**skipped, **PROJECT_EXCLUSIONS.get(bundle.name, {})}
 
 
 def member_stand_ins(bundle: Path, work_dir: Path) -> dict:
@@ -94,8 +96,13 @@ def member_stand_ins(bundle: Path, work_dir: Path) -> dict:
     parser.update({"bundle_root": str(bundle)})
     with bundle_importable(bundle):  # the config's imports name the bundle's own scripts package
         specs = parser.get_parsed_content("members", lazy=False, instantiate=False)
+    if not any(spec.get("bundle") for spec in specs):
+        return {}  # packed members (an exported ensemble): nothing to stand in for
     members = []
     for spec in specs:
+        if not spec.get("bundle"):
+            members.append(spec)
+            continue
         source = Path(spec["bundle"]).resolve()
         copy = work_dir / "members" / source.name
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.ts"))
@@ -185,11 +192,16 @@ def check_net_in_out(bundle: Path, overrides: dict | None = None) -> CheckResult
     )
 
 
-def _input_shape(bundle: Path) -> list[int]:
-    """Batch 1 at the metadata's input: channels and spatial shape."""
+def input_shape(bundle: Path, overrides: dict | None = None) -> list[int]:
+    """Batch 1 at the metadata's input (channels, spatial shape), or at the ``modalities`` and
+    ``spatial_size`` the overrides set."""
+    overrides = overrides or {}
     metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
     image = metadata["network_data_format"]["inputs"]["image"]
-    return [1, int(image["num_channels"]), *(int(s) for s in image["spatial_shape"])]
+    channels = len(overrides["modalities"]) if "modalities" in overrides else int(image["num_channels"])
+    size = overrides.get("spatial_size", image["spatial_shape"])
+    size = [size] * 3 if isinstance(size, int) else size
+    return [1, channels, *(int(s) for s in size)]
 
 
 def export_torchscript(bundle: Path, filepath: Path, ckpt_file: Path, overrides: dict | None = None) -> bool:
@@ -212,7 +224,7 @@ def export_torchscript(bundle: Path, filepath: Path, ckpt_file: Path, overrides:
             meta_file=str(bundle / "configs" / "metadata.json"),
             config_file=str(bundle / "configs" / "inference.json"),
             use_trace=use_trace,
-            input_shape=_input_shape(bundle) if use_trace else None,
+            input_shape=input_shape(bundle, overrides) if use_trace else None,
             converter_kwargs={"check_trace": False} if use_trace else None,
             bundle_root=str(bundle),
             **overrides,
@@ -220,13 +232,13 @@ def export_torchscript(bundle: Path, filepath: Path, ckpt_file: Path, overrides:
     return use_trace
 
 
-def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResult:
+def check_torchscript(bundle: Path, overrides: dict | None = None, trace: bool | None = None) -> CheckResult:
     """``monai.bundle.ckpt_export``, scripted or (with ``torchscript_use_trace``) traced; reload; compare with eager.
 
     Shipped weights are used when present, else a fixed random initialisation. The exported module must
     match the eager network within 1e-5 on an input other than the one used for tracing.
     """
-    overrides = dict(overrides or {})
+    overrides = dict(overrides or {}) | ({} if trace is None else {TRACE_FLAG: trace})
     with bundle_importable(bundle), tempfile.TemporaryDirectory() as tmp:
         parser = _inference_parser(bundle, overrides)
         use_trace = bool(parser.get(TRACE_FLAG, False))
@@ -244,7 +256,7 @@ def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResul
             extra = {"metadata.json": "", "inference.json": ""}
             reloaded = torch.jit.load(str(exported), map_location="cpu", _extra_files=extra)
             torch.manual_seed(1)
-            x = torch.rand(*_input_shape(bundle))
+            x = torch.rand(*input_shape(bundle, overrides))
             with torch.no_grad():
                 expected = network(x)
                 difference = (reloaded(x) - expected).abs().max().item()
@@ -254,7 +266,14 @@ def check_torchscript(bundle: Path, overrides: dict | None = None) -> CheckResul
                     difference = max(difference, (published(x) - expected).abs().max().item())
                     method += " (+ shipped models/model.ts)"
         except Exception as err:
-            hint = "" if use_trace else f"; if the network cannot be scripted, set {TRACE_FLAG}: true in inference.json"
+            hint = (
+                ""
+                if use_trace
+                else (
+                    "; the zoo always scripts: a network that cannot be scripted needs exclude_verify_torchscript_list "
+                    f"(docs/deployment.md) and {TRACE_FLAG}: true in inference.json"
+                )
+            )
             return CheckResult("torchscript", False, f"{method} export failed: {one_line(err)[:300]}{hint}")
     if not extra["metadata.json"] or not extra["inference.json"]:
         return CheckResult("torchscript", False, f"{method}: metadata.json / inference.json not embedded")

@@ -2,7 +2,7 @@
 
 Each function takes the bundle folder and returns a :class:`CheckResult`. The rules are the ones the
 zoo's CI (``ci/verify_bundle.py``, ``ci/get_bundle_requirements.py``), its ``CONTRIBUTING.md`` and its
-code-format job apply to a bundle pull request.
+code-format job apply to a bundle pull request, at the zoo commit ``custom_data.ZOO_COMMIT``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..components.validation import one_line
+from .custom_data import exempt
 from .results import CheckResult
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "check_formatting",
     "check_metadata_schema",
     "check_pins",
+    "download_large_files",
     "file_hash",
     "read_large_files",
 ]
@@ -39,7 +42,9 @@ RELEASES_FILE = HERE / "python310_releases.json"
 LARGE_FILES_NAME = "large_files.yml"
 MAX_FILE_BYTES = 25 * 1024 * 1024  # CONTRIBUTING.md: no single file over 25 MB; larger ones go in large_files.yml
 HASH_TYPES = ("md5", "sha1", "sha256", "sha512")
-REQUIRED_FILES = ("LICENSE", "configs/metadata.json", "configs/inference.json")
+NECESSARY_FILES = ("configs/metadata.json", "LICENSE")
+PREFERRED_FILES = ["models/model.pt", "configs/inference.json"]
+PLACEHOLDER_HOST = "REPLACE-WITH-YOUR-HOSTING.invalid"  # export_bundle.py's URL when none is given
 PIN_FIELDS = {"monai_version": "monai", "pytorch_version": "torch", "numpy_version": "numpy"}
 # the zoo's flake8 settings (setup.cfg): E501 is replaced by bugbear's B950 (line length + 10 %)
 FLAKE8_ARGS = (
@@ -93,28 +98,57 @@ def _large_file_problems(bundle: Path, entries: list[dict]) -> list[str]:
     return problems
 
 
+def download_large_files(bundle: Path, entries: list[dict], target: Path) -> list[str]:
+    """Download every listed file into ``target`` as the zoo's CI does first (``monai.apps.download_url``,
+    hash checked), whether or not the bundle folder holds a copy: a pull request cannot carry it."""
+    from monai.apps.utils import download_url
+
+    problems = []
+    for entry in entries:
+        if PLACEHOLDER_HOST in str(entry["url"]):
+            problems.append(f"{entry['path']}: url is export_bundle.py's placeholder; re-export with --url")
+            continue
+        if not entry.get("hash_val"):
+            problems.append(f"{entry['path']}: no hash_val (a download could not be checked)")
+            continue
+        try:
+            download_url(
+                url=entry["url"],
+                filepath=target / entry["path"],
+                hash_val=entry["hash_val"],
+                hash_type=entry.get("hash_type") or "md5",
+                progress=False,
+            )
+        except Exception as err:
+            problems.append(f"Download large files in {bundle} error: {entry['url']}: {one_line(err)[:200]}")
+    return problems
+
+
 def check_files(bundle: Path) -> CheckResult:
-    """LICENSE, metadata and inference config exist; the weights are shipped, listed, or honestly absent."""
-    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
-    if missing:
-        return CheckResult("files", False, f"missing {missing}")
+    """As the zoo: large files downloaded (hash checked) first; then LICENSE, metadata and, unless on the
+    zoo's ``exclude_verify_preferred_files_list``, ``models/model.pt`` and the inference config."""
     try:
         entries = read_large_files(bundle)
     except ValueError as err:
         return CheckResult("files", False, str(err))
     problems = _large_file_problems(bundle, entries)
+    with tempfile.TemporaryDirectory(prefix="large_files_") as scratch:
+        problems += download_large_files(bundle, [e for e in entries if e.get("path") and e.get("url")], Path(scratch))
     if problems:
         return CheckResult("files", False, "; ".join(problems))
-    listed = {e["path"] for e in entries}
-    if "members" in json.loads((bundle / "configs" / "inference.json").read_text()):
-        weights = "weights are the members' (bundles or TorchScript files named by inference.json's members)"
-    elif (bundle / "models" / "model.pt").is_file():
-        weights = "weights shipped (models/model.pt)"
-    elif "models/model.pt" in listed:
-        weights = "weights listed in large_files.yml (downloaded by monai.bundle download)"
-    else:
-        weights = "weights not shipped (train, then scripts/export_bundle.py publishes them)"
-    return CheckResult("files", True, f"{', '.join(REQUIRED_FILES)} present; {weights}")
+    downloaded = {e["path"] for e in entries}
+    required = list(NECESSARY_FILES)
+    exemption = exempt(bundle.name, "exclude_verify_preferred_files_list")
+    if not exemption:
+        required += PREFERRED_FILES
+    missing = [f for f in required if not (bundle / f).is_file() and f not in downloaded]
+    if missing:
+        hint = " (train, then scripts/export_bundle.py publishes it)" if "models/model.pt" in missing else ""
+        return CheckResult("files", False, f"necessary file {missing[0]} is not existing{hint}")
+    weights = f"no models/model.pt (exclude_verify_preferred_files_list: {exemption})" if exemption else ""
+    if not weights:
+        weights = "models/model.pt " + ("downloaded, hash checked" if "models/model.pt" in downloaded else "shipped")
+    return CheckResult("files", True, f"{', '.join(required)} present; {weights}")
 
 
 def check_changelog(bundle: Path) -> CheckResult:
